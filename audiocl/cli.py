@@ -1,0 +1,80 @@
+"""The ``audiocl`` command line: one subcommand per module in ``audiocl.commands``.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
+and imports heavy libraries inside ``run`` so that ``--help`` stays fast. Library errors
+(``AudioclError``) become one line on stderr and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import AudioclError
+
+# name -> module under audiocl.commands (plain dict registry; order is the help order)
+COMMANDS = {
+    "synth": "synth",
+    "train": "train",
+    "quickstart": "quickstart",
+    "embed": "embed",
+    "enroll": "enroll",
+    "speakers": "speakers",
+    "verify": "verify",
+    "identify": "identify",
+    "eval": "evaluate",
+}
+
+EXIT_CODES = """exit codes:
+  0  success (verify: same speaker)
+  1  failure (verify: different speaker)
+  2  bad usage or config
+  3  bad input data (audio file, corpus, trial list)
+  4  model/checkpoint problem
+  5  speaker-store problem
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audiocl",
+        description="Speaker verification with contrastive learning.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"audiocl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f".commands.{module_name}", __package__)
+        p = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=getattr(module, "DESCRIPTION", module.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except AudioclError as e:
+        print(f"audiocl {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"audiocl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Training configuration: YAML mapped onto nested dataclasses.
+
+Unknown keys are errors that name the key; ``--set a.b=v`` overrides are parsed as YAML scalars.
+The resolved config is saved into the run directory and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass
+class SourceConfig:
+    """One training corpus. ``path`` is relative to ``DataConfig.root`` unless absolute.
+
+    ``labelled``: its speaker labels are used by the AAM objective; an unlabelled source
+    gets contrastive views only. ``format``: "auto" (VoxCeleb folder, Kaldi dir or CSV).
+    """
+
+    path: str = ""
+    labelled: bool = True
+    format: str = "auto"
+
+
+@dataclass
+class DataConfig:
+    """What to train on and how utterances become views.
+
+    ``batch_size`` is per process: with ``torchrun --nproc_per_node N`` the global batch is N times it.
+    """
+
+    root: str = "."
+    sources: list[SourceConfig] = field(default_factory=list)
+    sample_rate: int = 16000
+    crop_seconds: float = 2.0
+    views: int = 2
+    batch_size: int = 32
+    num_workers: int = 2
+    min_seconds: float = 0.5
+    # Each source is drawn with probability proportional to (its size ** balance); 1 = by size.
+    balance: float = 1.0
+
+
+@dataclass
+class AugmentConfig:
+    """Waveform augmentation applied independently to every view.
+
+    Directories are relative to ``DataConfig.root`` unless absolute; an empty string means
+    "simulate" (coloured noise, synthetic RIRs).
+    """
+
+    enabled: bool = True
+    noise_dir: str = ""
+    noise_p: float = 0.6
+    snr_db: list[float] = field(default_factory=lambda: [0.0, 15.0])
+    babble_p: float = 0.0
+    babble_speakers: list[int] = field(default_factory=lambda: [3, 6])
+    babble_snr_db: list[float] = field(default_factory=lambda: [13.0, 20.0])
+    rir_dir: str = ""
+    reverb_p: float = 0.4
+    rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])
+    speed_p: float = 0.3
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    gain_p: float = 0.5
+    gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel filterbank and SpecAugment (the masks apply in training only)."""
+
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    preemphasis: float = 0.97
+    dither: float = 1.0
+    kaldi: bool = False
+    mean_norm: bool = True
+    specaug_p: float = 0.5
+    time_masks: int = 1
+    time_mask_max: int = 10
+    freq_masks: int = 1
+    freq_mask_max: int = 8
+
+
+@dataclass
+class ModelConfig:
+    """Encoder choice and sizes. ``encoder`` is a key of ``audiocl.models.ENCODERS``."""
+
+    encoder: str = "ecapa_tdnn"
+    channels: int = 512
+    embed_dim: int = 192
+    base_channels: int = 32
+
+
+@dataclass
+class ObjectiveConfig:
+    """``aam_weight * AAM + contrastive_weight * contrastive``; either weight may be 0.
+
+    ``contrastive``: "simclr", "moco" or "none".
+    """
+
+    contrastive: str = "simclr"
+    contrastive_weight: float = 1.0
+    temperature: float = 0.1
+    head_hidden: int = 512
+    head_dim: int = 128
+    moco_queue: int = 4096
+    moco_momentum: float = 0.999
+    aam_weight: float = 0.0
+    aam_scale: float = 30.0
+    aam_margin: float = 0.2
+    margin_warmup_start: int = 0
+    margin_warmup_steps: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule (linear warm-up, then cosine or constant)."""
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    """Loop control. ``steps`` is the total number of optimiser steps; ``max_minutes`` stops early
+    (0 = no limit) and saves a final checkpoint."""
+
+    seed: int = 0
+    steps: int = 1000
+    max_minutes: float = 0.0
+    log_every: int = 10
+    ckpt_every: int = 200
+    keep_last: int = 2
+    dev_trials: str = ""
+    dev_audio_root: str = ""
+    dev_every: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    deterministic: bool = False
+    threads: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_check_type(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null")
+        return None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Any, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a nested dict; unknown keys raise ``ConfigError``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {where}.{unknown[0]} (known: {', '.join(sorted(names))})"
+            if where != "config"
+            else f"unknown config key {unknown[0]} (known: {', '.join(sorted(names))})"
+        )
+    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a config dataclass (YAML- and JSON-serialisable)."""
+    return dataclasses.asdict(cfg)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override to a nested dict; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part} is not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Load a YAML config (or defaults when ``path`` is None), apply overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = resolve_config_path(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    cfg = from_dict(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config path as given, or the name of a config shipped with the package (``quickstart``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = Path(__file__).parent / "configs" / (p.name if p.suffix else f"{p.name}.yaml")
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"{path}: no such config file (shipped configs: {', '.join(shipped_configs())})")
+
+
+def shipped_configs() -> list[str]:
+    return sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml"))
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that the types alone cannot express."""
+    o, d = cfg.objective, cfg.data
+    if o.contrastive not in ("simclr", "moco", "none"):
+        raise ConfigError(f"objective.contrastive: {o.contrastive!r} is not one of simclr, moco, none")
+    if o.contrastive == "none" and o.contrastive_weight > 0:
+        raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
+    if o.aam_weight < 0 or o.contrastive_weight < 0 or (o.aam_weight == 0 and o.contrastive_weight == 0):
+        raise ConfigError("objective: aam_weight and contrastive_weight must be >= 0 and not both 0")
+    if d.views < 1 or (o.contrastive_weight > 0 and d.views < 2):
+        raise ConfigError("data.views: contrastive objectives need at least 2 views")
+    if d.batch_size < 2 or d.crop_seconds <= 0:
+        raise ConfigError("data: batch_size must be >= 2 and crop_seconds > 0")
+    if o.temperature <= 0:
+        raise ConfigError("objective.temperature must be > 0")
+    if cfg.optim.name not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"optim.name: {cfg.optim.name!r} is not one of adam, adamw, sgd")
+    if cfg.optim.schedule not in ("cosine", "constant"):
+        raise ConfigError(f"optim.schedule: {cfg.optim.schedule!r} is not one of cosine, constant")
+    if cfg.train.amp not in ("auto", "bf16", "off"):
+        raise ConfigError(f"train.amp: {cfg.train.amp!r} is not one of auto, bf16, off")
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    from .fileio import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

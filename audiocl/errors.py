@@ -1,0 +1,42 @@
+"""Typed errors. Library code raises these; only ``cli.py`` turns them into exit codes."""
+
+
+class AudioclError(Exception):
+    """Base class: a problem the user can act on. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class ConfigError(AudioclError):
+    """A config file or ``--set`` override is invalid (unknown key, bad type or value)."""
+
+    exit_code = 2
+
+
+class AudioError(AudioclError):
+    """An audio file cannot be used: missing, empty, corrupt, too short, NaN/Inf samples."""
+
+    exit_code = 3
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DataError(AudioclError):
+    """A corpus, manifest or trial list is malformed; the message names file and line."""
+
+    exit_code = 3
+
+
+class ModelError(AudioclError):
+    """A checkpoint is missing, unreadable, or does not match what it is used with."""
+
+    exit_code = 4
+
+
+class StoreError(AudioclError):
+    """The speaker store refuses an operation (unknown speaker, other model, ...)."""
+
+    exit_code = 5
