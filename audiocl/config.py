@@ -125,7 +125,8 @@ class ObjectiveConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimiser and learning-rate schedule (linear warm-up, then cosine or constant)."""
+    """Optimiser and learning-rate schedule: linear warm-up, then cosine or exponential decay
+    to ``min_lr`` at ``train.steps``, or constant."""
 
     name: str = "adamw"
     lr: float = 1e-3
@@ -291,8 +292,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("objective.temperature must be > 0")
     if cfg.optim.name not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"optim.name: {cfg.optim.name!r} is not one of adam, adamw, sgd")
-    if cfg.optim.schedule not in ("cosine", "constant"):
-        raise ConfigError(f"optim.schedule: {cfg.optim.schedule!r} is not one of cosine, constant")
+    if cfg.optim.schedule not in ("cosine", "exponential", "constant"):
+        raise ConfigError(
+            f"optim.schedule: {cfg.optim.schedule!r} is not one of cosine, exponential, constant"
+        )
     if cfg.train.amp not in ("auto", "bf16", "off"):
         raise ConfigError(f"train.amp: {cfg.train.amp!r} is not one of auto, bf16, off")
 

@@ -1,0 +1,86 @@
+"""Checkpoints and model files: one ``torch.save`` file each, written atomically, read with
+``weights_only=True`` so that opening a file can never run code.
+
+Two kinds share one layout:
+- a *training checkpoint* (``checkpoints/ckpt-0000200.pt``) holds everything ``--resume`` needs:
+  ``encoder``, ``objective``, ``optimizer``, ``scheduler``, ``step``, ``rng``, ``config``;
+- a *model file* (``model.pt``) holds what inference needs: ``encoder``, ``config``, ``model_id``,
+  ``calibration``, ``speakers``, ``step``, ``created``.
+Both carry ``format`` and ``encoder`` + ``config``, so either can be loaded as a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelError
+from .fileio import atomic_path
+
+CHECKPOINT_FORMAT = "audiocl-checkpoint-1"
+MODEL_FORMAT = "audiocl-model-1"
+
+
+def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically (temp file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint or model file safely; ``ModelError`` when it is missing or not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model or checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a readable audiocl model ({first})") from None
+    if not isinstance(data, dict) or data.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
+        raise ModelError(f"{path}: not an audiocl model or checkpoint file")
+    return data
+
+
+def model_id(encoder_state: dict[str, torch.Tensor]) -> str:
+    """A short fingerprint of the encoder weights: two files with equal weights share it."""
+    h = hashlib.sha256()
+    for name in sorted(encoder_state):
+        t = encoder_state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def make_model_file(
+    encoder_state: dict[str, torch.Tensor],
+    config: dict,
+    step: int,
+    speakers: list[str] | None = None,
+) -> dict[str, Any]:
+    """The payload of ``model.pt`` for the given encoder weights (no calibration yet)."""
+    state = {k: v.detach().cpu().clone() for k, v in encoder_state.items()}
+    return {
+        "format": MODEL_FORMAT,
+        "config": config,
+        "encoder": state,
+        "model_id": model_id(state),
+        "calibration": None,
+        "speakers": list(speakers or []),
+        "step": int(step),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def set_calibration(path: str | os.PathLike, calibration: dict[str, Any]) -> None:
+    """Store thresholds into a model file (rewritten atomically; weights untouched)."""
+    data = load(path)
+    if data["format"] != MODEL_FORMAT:
+        raise ModelError(f"{path}: calibration is stored in a model file (model.pt), not a checkpoint")
+    data["calibration"] = dict(calibration)
+    save(path, data)

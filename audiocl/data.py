@@ -1,0 +1,230 @@
+"""Training data: corpora -> batches of augmented views.
+
+Every random choice of a batch (which utterances, where the crops start, which augmentations)
+is a function of ``(seed, rank, step)`` alone. A batch therefore does not depend on worker timing
+or on how many batches were drawn before, which is what makes ``--resume`` exact, and what lets
+each DDP rank draw its own share without talking to the others.
+
+One DataLoader item is one whole batch: the worker reads the crops (only the cropped span is read
+from disk) and augments them batched, so the main process only runs features and the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio
+from .augment import build_augment, random_crop
+from .config import AugmentConfig, DataConfig
+from .corpus import Corpus, open_corpus
+from .errors import DataError
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The mixed training corpus and its labels.
+
+    ``labels[i]`` is the class of utterance ``i`` for the AAM objective, or -1 when its source is
+    unlabelled. ``speakers`` lists the class names (index = class id).
+    """
+
+    corpus: Corpus
+    labels: np.ndarray
+    speakers: list[str]
+    source_of: np.ndarray
+    source_sizes: list[int]
+
+
+def resolve(root: str | Path, path: str) -> Path:
+    """``path`` if absolute, else relative to ``root``."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(root).expanduser() / p
+
+
+def open_training_data(cfg: DataConfig) -> TrainingData:
+    """Index every source of ``cfg`` and mix them into one labelled corpus."""
+    if not cfg.sources:
+        raise DataError("data.sources is empty: name at least one corpus to train on")
+    corpora, prefixes = [], []
+    for i, src in enumerate(cfg.sources):
+        path = resolve(cfg.root, src.path)
+        if not path.exists():
+            raise DataError(f"{path}: training source not found (data.root={cfg.root!r})")
+        corpora.append(open_corpus(path, min_duration=cfg.min_seconds))
+        prefixes.append(f"{i}:" if len(cfg.sources) > 1 else "")
+        if len(corpora[-1]) == 0:
+            raise DataError(f"{path}: no usable audio files (min_seconds={cfg.min_seconds})")
+    corpus = Corpus.concat(corpora, prefixes) if len(corpora) > 1 else corpora[0]
+    sizes = [len(c) for c in corpora]
+    source_of = np.repeat(np.arange(len(corpora)), sizes)
+    spk_names = corpus.speakers
+    spk_ids = corpus.speaker_ids
+    labelled_src = np.array([s.labelled for s in cfg.sources])
+    labelled = labelled_src[source_of]
+    used = sorted({spk_names[k] for k in np.unique(spk_ids[labelled])})
+    index = {name: j for j, name in enumerate(used)}
+    labels = np.full(len(corpus), -1, dtype=np.int64)
+    for i in np.flatnonzero(labelled):
+        labels[i] = index[spk_names[spk_ids[i]]]
+    return TrainingData(corpus, labels, used, source_of, sizes)
+
+
+class BatchSampler:
+    """Which utterances make batch ``step`` on rank ``rank``: an endless, seeded stream.
+
+    Utterances are drawn in epochs of shuffled order. With ``balance`` < 1 a source's share of
+    the draws is proportional to ``size ** balance`` (small labelled sets are seen more often).
+    """
+
+    def __init__(
+        self,
+        source_of: np.ndarray,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        balance: float = 1.0,
+    ):
+        self.n = len(source_of)
+        if self.n < batch_size:
+            raise DataError(f"only {self.n} training utterances for a batch of {batch_size}")
+        self.batch_size = batch_size
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        sizes = np.bincount(source_of).astype(np.float64)
+        if balance == 1.0:
+            self.weights = None
+        else:
+            w = (sizes**balance / sizes)[source_of]
+            self.weights = w / w.sum()
+        # one epoch: every utterance once (or as many weighted draws), split across ranks
+        self.per_epoch = max(1, self.n // (batch_size * world_size))
+        self._epoch_cache: tuple[int, np.ndarray] | None = None
+
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.seed, 7, epoch])
+            if self.weights is None:
+                order = rng.permutation(self.n)
+            else:
+                order = rng.choice(self.n, size=self.n, p=self.weights)
+            self._epoch_cache = (epoch, order)
+        return self._epoch_cache[1]
+
+    def indices(self, step: int) -> np.ndarray:
+        """Utterance indices ``(batch_size,)`` of batch ``step`` for this rank."""
+        epoch, k = divmod(step, self.per_epoch)
+        order = self._epoch_order(epoch)
+        start = (k * self.world_size + self.rank) * self.batch_size
+        return order[start : start + self.batch_size]
+
+
+class ViewBatches(torch.utils.data.IterableDataset):
+    """Yields ``{"wave": (V, B, S), "label": (B,), "index": (B,), "step": int}`` from ``start_step`` on.
+
+    Workers split the steps round-robin; a DataLoader with ``batch_size=None`` keeps their order.
+    """
+
+    def __init__(
+        self,
+        data: TrainingData,
+        cfg: DataConfig,
+        aug_cfg: AugmentConfig,
+        seed: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        super().__init__()
+        self.data, self.cfg, self.aug_cfg = data, cfg, aug_cfg
+        self.seed, self.start_step, self.rank = seed, start_step, rank
+        self.sampler = BatchSampler(
+            data.source_of, cfg.batch_size, seed, rank, world_size, cfg.balance
+        )
+        self.num_samples = int(round(cfg.crop_seconds * cfg.sample_rate))
+        self._augment = None
+
+    @property
+    def augment(self):
+        # built lazily in the worker: noise and RIR banks are loaded once per process
+        if self._augment is None:
+            self._augment = (
+                build_augment(
+                    self.aug_cfg,
+                    Path(self.cfg.root).expanduser(),
+                    self.cfg.sample_rate,
+                    babble_source=self.babble,
+                )
+                if self.aug_cfg.enabled
+                else None
+            )
+        return self._augment
+
+    def read_views(self, index: int, rng: np.random.Generator, views: int) -> torch.Tensor:
+        """``views`` independent random crops ``(V, S)`` of utterance ``index``."""
+        utt = self.data.corpus[index]
+        n, sr = self.num_samples, self.cfg.sample_rate
+        total = int(utt.duration * sr)
+        if total <= 2 * n:
+            # short file: read once, crop (wrap-padding when shorter than a crop) per view
+            wave = audio.load(utt.path, sr)
+            g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            return torch.stack([random_crop(wave, n, g) for _ in range(views)])
+        out = []
+        for _ in range(views):
+            start = int(rng.integers(0, total - n)) / sr
+            w = audio.load(utt.path, sr, start=start, duration=self.cfg.crop_seconds)
+            if w.numel() < n:  # header durations can be a few samples optimistic
+                w = torch.nn.functional.pad(w, (0, n - w.numel()))
+            out.append(w[:n])
+        return torch.stack(out)
+
+    def babble(self, count: int, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+        """``(count, num_samples)`` crops of random other utterances, for babble noise."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(0, len(self.data.corpus), size=count)
+        waves = [self.read_views(int(i), rng, 1)[0] for i in picks]
+        return torch.stack([w[:num_samples] for w in waves])
+
+    def make_batch(self, step: int) -> dict:
+        idx = self.sampler.indices(step)
+        rng = np.random.default_rng([self.seed, 11, self.rank, step])
+        views = self.cfg.views
+        wave = torch.stack([self.read_views(int(i), rng, views) for i in idx], dim=1)  # (V, B, S)
+        if self.augment is not None:
+            g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            v, b, s = wave.shape
+            wave = self.augment(wave.reshape(v * b, s), g).reshape(v, b, s)
+        label = torch.from_numpy(self.data.labels[idx])
+        return {"wave": wave, "label": label, "index": torch.from_numpy(idx), "step": step}
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        step = self.start_step + wid
+        while True:
+            yield self.make_batch(step)
+            step += nw
+
+
+def _worker_init(_worker_id: int) -> None:
+    # workers augment on the CPU; one thread each keeps them from fighting the trainer for cores
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: ViewBatches, num_workers: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over whole batches; order is preserved, so batch k is always step start+k."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=num_workers,
+        worker_init_fn=_worker_init if num_workers else None,
+        persistent_workers=False,
+        prefetch_factor=2 if num_workers else None,
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -1,0 +1,237 @@
+"""Log-mel filterbank features and SpecAugment, as ``nn.Module``s that run on the batch's device.
+
+``Fbank``: waveforms ``(B, S)`` -> features ``(B, T, F)``; ``SpecAugment``: ``(B, T, F) -> (B, T, F)``.
+
+Waveforms are float in [-1, 1]; they are scaled to the 16-bit integer range (``input_scale``)
+before anything else, as Kaldi and the toolkits built on it expect, so ``dither`` is in
+16-bit units (Kaldi's default of 1.0 means noise of one least-significant bit).
+
+Frames follow Kaldi's ``snip_edges=True``: ``T = 1 + (S - win) // hop``, no padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .config import FeatureConfig
+
+_FLT_EPSILON = 1.1920928955078125e-07  # Kaldi's log floor (std::numeric_limits<float>::epsilon())
+
+
+def kaldi_mel(freq: Tensor) -> Tensor:
+    """Kaldi / HTK mel scale: ``1127 * ln(1 + f / 700)``."""
+    return 1127.0 * torch.log1p(freq / 700.0)
+
+
+def mel_matrix(
+    n_mels: int, n_fft: int, sample_rate: int, low_freq: float = 20.0, high_freq: float = 0.0
+) -> Tensor:
+    """Kaldi's triangular mel filters as a ``(n_fft // 2 + 1, n_mels)`` float64 matrix.
+
+    Triangles are linear in mel, between ``low_freq`` and ``high_freq`` (<= 0 means relative to
+    Nyquist, as in Kaldi). Like Kaldi, the Nyquist bin gets no weight.
+    """
+    nyquist = 0.5 * sample_rate
+    if high_freq <= 0.0:
+        high_freq = nyquist + high_freq
+    if not 0.0 <= low_freq < high_freq <= nyquist:
+        raise ValueError(f"mel range [{low_freq}, {high_freq}] Hz does not fit in [0, {nyquist}] Hz")
+    n_bins = n_fft // 2
+    fft_freqs = torch.arange(n_bins, dtype=torch.float64) * (sample_rate / n_fft)
+    mel = kaldi_mel(fft_freqs)[:, None]  # (n_bins, 1)
+    mel_low = kaldi_mel(torch.tensor(low_freq, dtype=torch.float64))
+    mel_high = kaldi_mel(torch.tensor(high_freq, dtype=torch.float64))
+    delta = (mel_high - mel_low) / (n_mels + 1)
+    idx = torch.arange(n_mels, dtype=torch.float64)
+    left = mel_low + idx * delta
+    center = left + delta
+    right = center + delta
+    up = (mel - left) / (center - left)
+    down = (right - mel) / (right - center)
+    weights = torch.where((mel > left) & (mel < right), torch.minimum(up, down), 0.0)
+    return torch.cat([weights, weights.new_zeros(1, n_mels)])  # Nyquist row: zero
+
+
+def povey_window(length: int) -> Tensor:
+    """Kaldi's "povey" window: a Hann window (symmetric) raised to the power 0.85."""
+    n = torch.arange(length, dtype=torch.float64)
+    return (0.5 - 0.5 * torch.cos(2 * math.pi * n / (length - 1))).pow(0.85)
+
+
+def hamming_window(length: int) -> Tensor:
+    """Symmetric Hamming window, as Kaldi computes it."""
+    n = torch.arange(length, dtype=torch.float64)
+    return 0.54 - 0.46 * torch.cos(2 * math.pi * n / (length - 1))
+
+
+class Fbank(nn.Module):
+    """Log-mel filterbank: ``(B, S)`` float waveforms in [-1, 1] -> ``(B, T, n_mels)``.
+
+    Two modes share one pipeline (frame -> window -> |rfft|^2 -> mel -> log):
+
+    - ``kaldi=True`` reproduces Kaldi's ``compute-fbank`` (and ``kaldi-native-fbank``) with
+      ``snip_edges=True``: per-frame DC removal, per-frame pre-emphasis (the first sample is
+      scaled by ``1 - coeff``), povey window, power spectrum, ``log(max(x, FLT_EPSILON))``.
+    - ``kaldi=False`` (default, faster): pre-emphasis on the whole waveform, no DC removal,
+      Hamming window; otherwise the same.
+
+    ``dither`` (in 16-bit units) is added in training mode only. ``mean_norm`` subtracts each
+    utterance's mean over time from every bin (do not use it when matching Kaldi).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_mels: int = 80,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        preemphasis: float = 0.97,
+        dither: float = 1.0,
+        kaldi: bool = False,
+        mean_norm: bool = True,
+        low_freq: float = 20.0,
+        high_freq: float = 0.0,
+        input_scale: float = 32768.0,
+    ):
+        super().__init__()
+        self.sample_rate = int(sample_rate)
+        self.n_mels = int(n_mels)
+        self.win_length = int(round(sample_rate * win_ms / 1000.0))
+        self.hop_length = int(round(sample_rate * hop_ms / 1000.0))
+        if self.win_length < 2 or self.hop_length < 1:
+            raise ValueError(f"window {win_ms} ms / hop {hop_ms} ms are too short at {sample_rate} Hz")
+        self.n_fft = 1 << (self.win_length - 1).bit_length()  # Kaldi's round_to_power_of_two
+        self.preemphasis = float(preemphasis)
+        self.dither = float(dither)
+        self.kaldi = bool(kaldi)
+        self.mean_norm = bool(mean_norm)
+        self.input_scale = float(input_scale)
+        window = povey_window(self.win_length) if kaldi else hamming_window(self.win_length)
+        self.register_buffer("window", window.float(), persistent=False)
+        mel = mel_matrix(self.n_mels, self.n_fft, self.sample_rate, low_freq, high_freq)
+        self.register_buffer("mel", mel.float(), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: FeatureConfig, sample_rate: int) -> Fbank:
+        return cls(
+            sample_rate=sample_rate,
+            n_mels=cfg.n_mels,
+            win_ms=cfg.win_ms,
+            hop_ms=cfg.hop_ms,
+            preemphasis=cfg.preemphasis,
+            dither=cfg.dither,
+            kaldi=cfg.kaldi,
+            mean_norm=cfg.mean_norm,
+        )
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for ``num_samples`` samples (at least 1: short input is zero-padded)."""
+        return 1 + max(0, num_samples - self.win_length) // self.hop_length
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate}, n_mels={self.n_mels}, win={self.win_length}, "
+            f"hop={self.hop_length}, n_fft={self.n_fft}, kaldi={self.kaldi}, "
+            f"dither={self.dither}, mean_norm={self.mean_norm}"
+        )
+
+    def forward(self, wave: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``(B, S)`` -> ``(B, T, n_mels)`` float32. ``generator`` drives the dither."""
+        if wave.dim() != 2:
+            raise ValueError(f"Fbank expects waveforms (B, S), got shape {tuple(wave.shape)}")
+        x = wave.float() * self.input_scale
+        if x.shape[1] < self.win_length:
+            x = nn.functional.pad(x, (0, self.win_length - x.shape[1]))
+        if self.training and self.dither > 0:
+            x = x + self.dither * torch.randn(
+                x.shape, generator=generator, device=x.device, dtype=x.dtype
+            )
+        c = self.preemphasis
+        if not self.kaldi and c != 0.0:
+            x = torch.cat([x[:, :1] * (1.0 - c), x[:, 1:] - c * x[:, :-1]], dim=1)
+        frames = x.unfold(1, self.win_length, self.hop_length)  # (B, T, W), a view
+        if self.kaldi:
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+            if c != 0.0:
+                frames = torch.cat(
+                    [frames[..., :1] * (1.0 - c), frames[..., 1:] - c * frames[..., :-1]], dim=-1
+                )
+        spec = torch.fft.rfft(frames * self.window, n=self.n_fft)  # (B, T, n_fft // 2 + 1)
+        power = torch.view_as_real(spec).square().sum(-1)
+        feats = torch.matmul(power, self.mel).clamp_min(_FLT_EPSILON).log()
+        if self.mean_norm:
+            feats = feats - feats.mean(dim=1, keepdim=True)
+        return feats
+
+
+class SpecAugment(nn.Module):
+    """Time and frequency masks, ``(B, T, F) -> (B, T, F)``, in training mode only.
+
+    Each example is masked with probability ``p``: ``time_masks`` bands of up to
+    ``time_mask_max`` frames and ``freq_masks`` bands of up to ``freq_mask_max`` bins are set
+    to 0 (the mean after mean normalisation). Vectorised over the batch. Randomness comes
+    from ``generator`` when given, else from torch's global RNG.
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        time_masks: int = 1,
+        time_mask_max: int = 10,
+        freq_masks: int = 1,
+        freq_mask_max: int = 8,
+    ):
+        super().__init__()
+        self.p = float(p)
+        self.time_masks = int(time_masks)
+        self.time_mask_max = int(time_mask_max)
+        self.freq_masks = int(freq_masks)
+        self.freq_mask_max = int(freq_mask_max)
+
+    @classmethod
+    def from_config(cls, cfg: FeatureConfig) -> SpecAugment:
+        return cls(
+            p=cfg.specaug_p,
+            time_masks=cfg.time_masks,
+            time_mask_max=cfg.time_mask_max,
+            freq_masks=cfg.freq_masks,
+            freq_mask_max=cfg.freq_mask_max,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"p={self.p}, time_masks={self.time_masks}x{self.time_mask_max}, "
+            f"freq_masks={self.freq_masks}x{self.freq_mask_max}"
+        )
+
+    @staticmethod
+    def _bands(
+        batch: int, length: int, count: int, max_width: int, generator, device
+    ) -> Tensor:
+        """``(batch, length)`` bool: union of ``count`` random bands of width 0..max_width."""
+        r = torch.rand(2, batch, count, 1, generator=generator, device=device)
+        width = (r[0] * (min(max_width, length) + 1)).floor()
+        start = (r[1] * (length - width + 1)).floor()
+        pos = torch.arange(length, device=device, dtype=r.dtype)
+        return ((pos >= start) & (pos < start + width)).any(dim=1)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if not self.training or self.p <= 0.0:
+            return x
+        batch, frames, bins = x.shape
+        device = generator.device if generator is not None else x.device
+        mask = torch.zeros(batch, frames, bins, dtype=torch.bool, device=device)
+        if self.time_masks > 0 and self.time_mask_max > 0:
+            mask |= self._bands(batch, frames, self.time_masks, self.time_mask_max, generator, device)[
+                :, :, None
+            ]
+        if self.freq_masks > 0 and self.freq_mask_max > 0:
+            mask |= self._bands(batch, bins, self.freq_masks, self.freq_mask_max, generator, device)[
+                :, None, :
+            ]
+        chosen = torch.rand(batch, generator=generator, device=device) < self.p
+        mask &= chosen[:, None, None]
+        return x.masked_fill(mask.to(x.device), 0.0)

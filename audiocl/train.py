@@ -1,0 +1,348 @@
+"""The training loop: ``fit(config, run_dir)``.
+
+One process or many (``torchrun``): ``torch.distributed`` is used only when the launcher set it up
+(``WORLD_SIZE`` > 1). Every step's randomness is seeded from ``(seed, rank, step)``, and a
+checkpoint holds the model, objective (margin, MoCo queue and key encoder), optimiser, scheduler
+and step, so ``--resume`` continues exactly where the run stopped.
+
+Run directory::
+
+    config.yaml          the resolved config
+    metrics.jsonl        one JSON object per log line (and per dev evaluation)
+    checkpoints/         ckpt-0000200.pt ... (last ``keep_last``), best.pt (best dev EER)
+    model.pt             the latest encoder as a model file (what enroll/verify/eval load)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import checkpoint
+from .config import Config, save_config, to_dict
+from .data import ViewBatches, make_loader, open_training_data, resolve
+from .errors import ConfigError, DataError
+from .features import Fbank, SpecAugment
+from .losses import build_objective
+from .models import build_encoder
+
+CKPT_RE = re.compile(r"ckpt-(\d+)\.pt$")
+
+
+class TrainModule(torch.nn.Module):
+    """Features + encoder + objective in one module, so DDP sees every trained parameter.
+
+    ``forward(wave (V, B, S), labels (B,)) -> (loss, parts)``.
+    """
+
+    def __init__(self, cfg: Config, n_classes: int):
+        super().__init__()
+        self.fbank = Fbank.from_config(cfg.features, cfg.data.sample_rate)
+        self.specaug = SpecAugment.from_config(cfg.features)
+        self.encoder = build_encoder(cfg.model, cfg.features.n_mels)
+        self.objective = build_objective(cfg.objective, self.encoder, cfg.model.embed_dim, n_classes)
+
+    def forward(self, wave: torch.Tensor, labels: torch.Tensor):
+        v, b, s = wave.shape
+        with torch.autocast(wave.device.type, enabled=False):
+            feats = self.fbank(wave.reshape(v * b, s).float())
+        feats = self.specaug(feats)
+        emb = self.encoder(feats)
+        emb = emb.reshape(v, b, -1).float()
+        return self.objective(emb, labels, feats.reshape(v, b, *feats.shape[1:]))
+
+
+def lr_lambda(cfg: Config):
+    """Linear warm-up to ``lr``, then cosine or exponential decay to ``min_lr`` at ``steps``."""
+    o, total = cfg.optim, cfg.train.steps
+    floor = o.min_lr / o.lr if o.lr > 0 else 0.0
+
+    def f(step: int) -> float:
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        t = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+        if o.schedule == "exponential":
+            return max(floor, 1e-12) ** t
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    params = [p for p in params if p.requires_grad]
+    if o.name == "sgd":
+        return torch.optim.SGD(
+            params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=True
+        )
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """``(rank, world_size, device)``; initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device is cuda but no CUDA device is available")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device(device_name)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, world, device
+
+
+def find_checkpoints(run_dir: Path) -> list[Path]:
+    """Training checkpoints in ``run_dir``, oldest step first."""
+    found = []
+    for p in (run_dir / "checkpoints").glob("ckpt-*.pt"):
+        m = CKPT_RE.search(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    return int(np.random.default_rng([seed, 3, rank, step]).integers(2**62))
+
+
+class Trainer:
+    """State of one run; ``run()`` trains until ``train.steps`` or ``train.max_minutes``."""
+
+    def __init__(self, cfg: Config, run_dir: Path, resume: bool = False, quiet: bool = False):
+        self.cfg, self.run_dir, self.quiet = cfg, Path(run_dir), quiet
+        self.rank, self.world, self.device = setup_distributed(cfg.train.device)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        if cfg.train.deterministic:
+            torch.use_deterministic_algorithms(True)
+        existing = find_checkpoints(self.run_dir)
+        if existing and not resume:
+            raise ConfigError(
+                f"{self.run_dir} already holds checkpoints: pass --resume to continue it, "
+                "or choose another --out"
+            )
+        self.data = open_training_data(cfg.data)
+        self.module = TrainModule(cfg, max(1, len(self.data.speakers))).to(self.device)
+        if cfg.objective.aam_weight > 0 and not self.data.speakers:
+            raise DataError("objective.aam_weight > 0 but no source is labelled")
+        self.optimizer = make_optimizer(cfg, self.module.parameters())
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.step, self.elapsed, self.best = 0, 0.0, math.inf
+        if resume and existing:
+            self._restore(existing[-1])
+        self.ddp = (
+            torch.nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if dist.is_initialized()
+            else None
+        )
+        amp = cfg.train.amp
+        self.amp = self.device.type == "cuda" and amp in ("auto", "bf16") or amp == "bf16"
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _restore(self, path: Path) -> None:
+        data = checkpoint.load(path)
+        if data["format"] != checkpoint.CHECKPOINT_FORMAT:
+            raise ConfigError(f"{path}: not a training checkpoint")
+        self.module.encoder.load_state_dict(data["encoder"])
+        self.module.objective.load_state_dict(data["objective"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        self.step, self.elapsed = int(data["step"]), float(data["elapsed"])
+        self.best = float(data.get("best", math.inf))
+        self.module.objective.on_step(self.step)
+
+    def _payload(self) -> dict:
+        return {
+            "format": checkpoint.CHECKPOINT_FORMAT,
+            "config": to_dict(self.cfg),
+            "encoder": self.module.encoder.state_dict(),
+            "objective": self.module.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best": self.best,
+            "speakers": self.data.speakers,
+            "world_size": self.world,
+        }
+
+    def save(self, is_best: bool = False) -> None:
+        """Checkpoint (rank 0): training state, then the model file; prune to ``keep_last``."""
+        if self.rank != 0:
+            return
+        ckpt_dir = self.run_dir / "checkpoints"
+        payload = self._payload()
+        checkpoint.save(ckpt_dir / f"ckpt-{self.step:07d}.pt", payload)
+        if is_best:
+            checkpoint.save(ckpt_dir / "best.pt", payload)
+        model = checkpoint.make_model_file(
+            payload["encoder"], payload["config"], self.step, self.data.speakers
+        )
+        checkpoint.save(self.run_dir / "model.pt", model)
+        for old in find_checkpoints(self.run_dir)[: -self.cfg.train.keep_last]:
+            old.unlink(missing_ok=True)
+
+    # -- evaluation --------------------------------------------------------------------------
+    def dev_eer(self) -> float | None:
+        t = self.cfg.train
+        if not t.dev_trials:
+            return None
+        from .evaluation import evaluate_trials
+
+        trials = resolve(self.cfg.data.root, t.dev_trials)
+        root = resolve(self.cfg.data.root, t.dev_audio_root) if t.dev_audio_root else trials.parent
+        enc = self.module.encoder
+        was = enc.training
+        try:
+            result = evaluate_trials(
+                self.module.fbank, enc, trials, root, self.cfg.data.sample_rate, self.device
+            )
+        finally:
+            enc.train(was)
+            self.module.fbank.train(was)
+        return float(result["eer"])
+
+    # -- the loop ----------------------------------------------------------------------------
+    def log(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _should_stop(self, started: float) -> bool:
+        limit = self.cfg.train.max_minutes
+        stop = torch.tensor(
+            float(limit > 0 and self.elapsed + time.monotonic() - started >= limit * 60)
+        )
+        if dist.is_initialized():
+            dist.all_reduce(stop.to(self.device), op=dist.ReduceOp.MAX)
+        return bool(stop.item())
+
+    def run(self) -> Path:
+        cfg, t = self.cfg, self.cfg.train
+        if self.rank == 0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        dataset = ViewBatches(
+            self.data, cfg.data, cfg.augment, t.seed, self.step, self.rank, self.world
+        )
+        loader = make_loader(dataset, cfg.data.num_workers)
+        model = self.ddp or self.module
+        model.train()
+        bar = None
+        if self.rank == 0 and not self.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=t.steps, initial=self.step, unit="step", dynamic_ncols=True)
+        started = time.monotonic()
+        window_t, window_n, losses = time.monotonic(), 0, []
+        dev_every = t.dev_every if t.dev_trials else 0
+        saved_at = self.step
+        batches = iter(loader)
+        try:
+            while self.step < t.steps:
+                batch = next(batches)
+                assert batch["step"] == self.step, "data order lost"
+                torch.manual_seed(step_seed(t.seed, self.rank, self.step))
+                wave = batch["wave"].to(self.device, non_blocking=True)
+                labels = batch["label"].to(self.device, non_blocking=True)
+                ctx = (
+                    torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if self.amp
+                    else contextlib.nullcontext()
+                )
+                with ctx:
+                    loss, parts = model(wave, labels)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"step {self.step}: loss is {loss.item()}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.optim.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.step += 1
+                self.module.objective.on_step(self.step)
+                window_n += wave.shape[1] * self.world
+                losses.append(float(loss))
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    now = time.monotonic()
+                    rate = window_n / max(now - window_t, 1e-9)
+                    lr = self.scheduler.get_last_lr()[0]
+                    rec = {"step": self.step, "loss": float(np.mean(losses)), "lr": lr,
+                           "utt_per_s": rate, **parts,
+                           "elapsed_s": self.elapsed + now - started}
+                    self.log(rec)
+                    if bar:
+                        bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}")
+                    window_t, window_n, losses = now, 0, []
+                if bar:
+                    bar.update(1)
+                is_best = False
+                if dev_every and self.step % dev_every == 0:
+                    is_best = self._dev_step()
+                stop = self._should_stop(started) if self.step % t.log_every == 0 else False
+                if self.step % t.ckpt_every == 0 or self.step == t.steps or stop or is_best:
+                    self.elapsed += time.monotonic() - started
+                    started = time.monotonic()
+                    self.save(is_best)
+                    saved_at = self.step
+                if stop:
+                    break
+        finally:
+            if bar:
+                bar.close()
+            del batches
+        if saved_at != self.step:
+            self.elapsed += time.monotonic() - started
+            self.save()
+        if dist.is_initialized():
+            dist.barrier()
+        if self.rank == 0:
+            from .paths import record_last_model
+
+            record_last_model(self.run_dir / "model.pt")
+        return self.run_dir
+
+    def _dev_step(self) -> bool:
+        eer = None
+        if self.rank == 0:
+            eer = self.dev_eer()
+            self.log({"step": self.step, "dev_eer": eer})
+        if dist.is_initialized():
+            box = [eer]
+            dist.broadcast_object_list(box, src=0)
+            eer = box[0]
+        if eer is not None and eer < self.best:
+            self.best = eer
+            return True
+        return False
+
+
+def fit(cfg: Config, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> Path:
+    """Train per ``cfg`` into ``run_dir``; returns the run directory (model at ``model.pt``)."""
+    trainer = Trainer(cfg, Path(run_dir), resume=resume, quiet=quiet)
+    try:
+        return trainer.run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
