@@ -114,7 +114,9 @@ def _check_file(path: Path) -> int:
 
 def _decode_error(path: Path, err: Exception) -> AudioError:
     msg = str(err).replace(f"'{path}'", "").replace("Error opening :", "").strip()
-    return AudioError(path, f"cannot decode as audio, corrupt or not a {path.suffix or 'sound'} file ({msg})")
+    return AudioError(
+        path, f"cannot decode as audio, corrupt or not a {path.suffix or 'sound'} file ({msg})"
+    )
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
@@ -187,7 +189,8 @@ def load(
             first = 0 if start is None else int(round(start * rate))
             if first >= frames:
                 raise AudioError(
-                    path, f"start {start:.3f} s is at or beyond the end of the audio ({frames / rate:.3f} s)"
+                    path,
+                    f"start {start:.3f} s is at or beyond the end of the audio ({frames / rate:.3f} s)",
                 )
             count = frames - first
             if duration is not None:
@@ -206,13 +209,16 @@ def load(
     if data.shape[0] == 0:
         raise AudioError(path, "no audio samples could be decoded")
     if data.shape[0] < count and path.suffix.lower() != ".mp3":  # mp3 frame counts are estimates
-        raise AudioError(path, f"truncated file: header promises {count} frames, only {data.shape[0]} decoded")
+        raise AudioError(
+            path, f"truncated file: header promises {count} frames, only {data.shape[0]} decoded"
+        )
     if not np.isfinite(data).all():
         raise AudioError(path, "contains NaN or Inf samples")
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     if mono.shape[0] / rate < min_duration:
         raise AudioError(
-            path, f"too short: {mono.shape[0] / rate:.3f} s of audio, the minimum is {min_duration:.3f} s"
+            path,
+            f"too short: {mono.shape[0] / rate:.3f} s of audio, the minimum is {min_duration:.3f} s",
         )
     wave = torch.from_numpy(np.ascontiguousarray(mono))
     if sample_rate is not None and sample_rate != rate:
@@ -249,7 +255,9 @@ def _window(x: torch.Tensor, window: str, beta: float) -> torch.Tensor:
     raise ValueError(f"unknown window {window!r}; choose one of ('kaiser', 'hann')")
 
 
-def _sinc_weights(tau: torch.Tensor, base: float, zeros: int, window: str, beta: float) -> torch.Tensor:
+def _sinc_weights(
+    tau: torch.Tensor, base: float, zeros: int, window: str, beta: float
+) -> torch.Tensor:
     """Low-pass interpolation weights at offsets ``tau`` (in input samples), cut-off ``base``
     (fraction of the input rate, 1 = input sample rate): base * sinc(base * tau) * window."""
     x = (tau * base).clamp(-zeros, zeros)
@@ -303,7 +311,9 @@ def resample(
     flat = wave.reshape(-1, 1, length)
     base = rolloff * min(orig, new) / orig
     if new * (orig + 2 * math.ceil(zero_crossings / base)) > _MAX_KERNEL_ELEMENTS:
-        out = _resample_gather(flat[:, 0], orig, new, out_len, zero_crossings, rolloff, window, beta)
+        out = _resample_gather(
+            flat[:, 0], orig, new, out_len, zero_crossings, rolloff, window, beta
+        )
         return out.reshape(*shape[:-1], out_len)
     kernel, width = _polyphase_kernel(
         orig, new, zero_crossings, rolloff, window, beta, wave.dtype, wave.device

@@ -53,7 +53,7 @@ def model_id(encoder_state: dict[str, torch.Tensor]) -> str:
     for name in sorted(encoder_state):
         t = encoder_state[name].detach().cpu().contiguous()
         h.update(name.encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -81,6 +81,8 @@ def set_calibration(path: str | os.PathLike, calibration: dict[str, Any]) -> Non
     """Store thresholds into a model file (rewritten atomically; weights untouched)."""
     data = load(path)
     if data["format"] != MODEL_FORMAT:
-        raise ModelError(f"{path}: calibration is stored in a model file (model.pt), not a checkpoint")
+        raise ModelError(
+            f"{path}: calibration is stored in a model file (model.pt), not a checkpoint"
+        )
     data["calibration"] = dict(calibration)
     save(path, data)

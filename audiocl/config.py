@@ -213,7 +213,10 @@ def from_dict(cls: type, data: Any, where: str = "config") -> Any:
             if where != "config"
             else f"unknown config key {unknown[0]} (known: {', '.join(sorted(names))})"
         )
-    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in data.items()}
+    kwargs = {
+        k: _check_type(v, hints[k], f"{where}.{k}" if where != "config" else k)
+        for k, v in data.items()
+    }
     return cls(**kwargs)
 
 
@@ -268,7 +271,9 @@ def resolve_config_path(path: str | Path) -> Path:
     shipped = Path(__file__).parent / "configs" / (p.name if p.suffix else f"{p.name}.yaml")
     if shipped.is_file():
         return shipped
-    raise ConfigError(f"{path}: no such config file (shipped configs: {', '.join(shipped_configs())})")
+    raise ConfigError(
+        f"{path}: no such config file (shipped configs: {', '.join(shipped_configs())})"
+    )
 
 
 def shipped_configs() -> list[str]:
@@ -279,11 +284,19 @@ def validate(cfg: Config) -> None:
     """Range checks that the types alone cannot express."""
     o, d = cfg.objective, cfg.data
     if o.contrastive not in ("simclr", "moco", "none"):
-        raise ConfigError(f"objective.contrastive: {o.contrastive!r} is not one of simclr, moco, none")
+        raise ConfigError(
+            f"objective.contrastive: {o.contrastive!r} is not one of simclr, moco, none"
+        )
     if o.contrastive == "none" and o.contrastive_weight > 0:
         raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
-    if o.aam_weight < 0 or o.contrastive_weight < 0 or (o.aam_weight == 0 and o.contrastive_weight == 0):
-        raise ConfigError("objective: aam_weight and contrastive_weight must be >= 0 and not both 0")
+    if (
+        o.aam_weight < 0
+        or o.contrastive_weight < 0
+        or (o.aam_weight == 0 and o.contrastive_weight == 0)
+    ):
+        raise ConfigError(
+            "objective: aam_weight and contrastive_weight must be >= 0 and not both 0"
+        )
     if d.views < 1 or (o.contrastive_weight > 0 and d.views < 2):
         raise ConfigError("data.views: contrastive objectives need at least 2 views")
     if d.batch_size < 2 or d.crop_seconds <= 0:

@@ -38,6 +38,7 @@ class TrainingData:
     speakers: list[str]
     source_of: np.ndarray
     source_sizes: list[int]
+    skipped: list[tuple[str, str]]
 
 
 def resolve(root: str | Path, path: str) -> Path:
@@ -55,7 +56,7 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
         path = resolve(cfg.root, src.path)
         if not path.exists():
             raise DataError(f"{path}: training source not found (data.root={cfg.root!r})")
-        corpora.append(open_corpus(path, min_duration=cfg.min_seconds))
+        corpora.append(open_corpus(path, min_duration=cfg.min_seconds, format=src.format))
         prefixes.append(f"{i}:" if len(cfg.sources) > 1 else "")
         if len(corpora[-1]) == 0:
             raise DataError(f"{path}: no usable audio files (min_seconds={cfg.min_seconds})")
@@ -71,7 +72,8 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
     labels = np.full(len(corpus), -1, dtype=np.int64)
     for i in np.flatnonzero(labelled):
         labels[i] = index[spk_names[spk_ids[i]]]
-    return TrainingData(corpus, labels, used, source_of, sizes)
+    skipped = [item for c in corpora for item in c.skipped]
+    return TrainingData(corpus, labels, used, source_of, sizes, skipped)
 
 
 class BatchSampler:

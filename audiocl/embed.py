@@ -20,6 +20,7 @@ import torch
 
 from . import audio, checkpoint
 from .config import Config, from_dict
+from .errors import AudioError
 from .features import Fbank
 from .models import build_encoder
 
@@ -30,8 +31,14 @@ def bucket_length(n: int, min_len: int) -> int:
     """The largest grid length <= ``n`` (grid: ``min_len * 1.02**k``); ``n`` itself if shorter."""
     if n <= min_len:
         return n
-    k = math.floor(math.log(n / min_len) / math.log(GRID_RATIO) + 1e-9)
-    return min(n, int(round(min_len * GRID_RATIO**k)))
+    k = math.floor(math.log(n / min_len) / math.log(GRID_RATIO))
+    # the grid values are rounded: step to the exact largest one <= n (so grid lengths map to
+    # themselves)
+    while round(min_len * GRID_RATIO ** (k + 1)) <= n:
+        k += 1
+    while k > 0 and round(min_len * GRID_RATIO**k) > n:
+        k -= 1
+    return int(round(min_len * GRID_RATIO**k))
 
 
 def build_inference_model(data: dict) -> tuple[Config, Fbank, torch.nn.Module]:
@@ -69,6 +76,8 @@ class Embedder:
         self.batch_samples = int(batch_seconds * sample_rate)
         self.model_id = model_id
         self.min_seconds = min_seconds
+        self.calibration: dict | None = None
+        self.path: Path | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "cpu", **kwargs) -> Embedder:
@@ -122,8 +131,18 @@ class Embedder:
                 for (i, _), e in zip(group, embs, strict=True):
                     sums[i] = sums.get(i, 0) + e * length
                     weights[i] += length
+        if not waves:
+            return np.zeros((0, self.embed_dim or 0), dtype=np.float32)
         out = torch.stack([sums[i] / weights[i] for i in range(len(waves))])
+        if progress:
+            progress(len(waves))
         return torch.nn.functional.normalize(out, dim=1).numpy().astype(np.float32)
+
+    @property
+    def embed_dim(self) -> int | None:
+        """``D``, when the encoder says it (``embed_dim`` attribute)."""
+        d = getattr(self.encoder, "embed_dim", None)
+        return int(d) if d is not None else None
 
     def embed_waveform(self, wave: torch.Tensor) -> np.ndarray:
         """One waveform ``(S,)`` -> ``(D,)``."""
@@ -137,27 +156,54 @@ class Embedder:
         paths: Sequence[str | os.PathLike],
         progress: Callable[[int], None] | None = None,
         group_seconds: float = 600.0,
+        on_error: Callable[[int, AudioError], None] | None = None,
     ) -> np.ndarray:
-        """Files -> ``(N, D)``; decodes about ``group_seconds`` of audio at a time."""
-        out = []
+        """Files -> ``(N, D)``; decodes about ``group_seconds`` of audio at a time.
+
+        ``progress(n)`` is called as files are done. A file that cannot be used raises its
+        ``AudioError``, unless ``on_error(index, error)`` is given: then it is reported there,
+        its row is NaN, and the other files go on.
+        """
+        rows: list[int] = []
+        out: list[np.ndarray] = []
+        failed: list[int] = []
         group: list[torch.Tensor] = []
+        group_rows: list[int] = []
         total = 0
-        for p in paths:
-            w = self.load(p)
-            group.append(w)
-            total += w.numel()
-            if total >= group_seconds * self.sample_rate:
-                out.append(self.embed_waves(group))
-                if progress:
-                    progress(len(group))
-                group, total = [], 0
-        if group:
+
+        def flush():
             out.append(self.embed_waves(group))
+            rows.extend(group_rows)
             if progress:
                 progress(len(group))
-        if not out:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.concatenate(out)
+
+        for i, p in enumerate(paths):
+            try:
+                w = self.load(p)
+            except AudioError as e:
+                if on_error is None:
+                    raise
+                on_error(i, e)
+                failed.append(i)
+                if progress:
+                    progress(1)
+                continue
+            group.append(w)
+            group_rows.append(i)
+            total += w.numel()
+            if total >= group_seconds * self.sample_rate:
+                flush()
+                group, group_rows, total = [], [], 0
+        if group:
+            flush()
+        n = len(rows) + len(failed)
+        dim = out[0].shape[1] if out else (self.embed_dim or 0)
+        if not failed:
+            return np.concatenate(out) if out else np.zeros((0, dim), dtype=np.float32)
+        result = np.full((n, dim), np.nan, dtype=np.float32)
+        if out:
+            result[rows] = np.concatenate(out)
+        return result
 
     def embed_file(self, path: str | os.PathLike) -> np.ndarray:
         return self.embed_waveform(self.load(path))

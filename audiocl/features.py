@@ -38,7 +38,9 @@ def mel_matrix(
     if high_freq <= 0.0:
         high_freq = nyquist + high_freq
     if not 0.0 <= low_freq < high_freq <= nyquist:
-        raise ValueError(f"mel range [{low_freq}, {high_freq}] Hz does not fit in [0, {nyquist}] Hz")
+        raise ValueError(
+            f"mel range [{low_freq}, {high_freq}] Hz does not fit in [0, {nyquist}] Hz"
+        )
     n_bins = n_fft // 2
     fft_freqs = torch.arange(n_bins, dtype=torch.float64) * (sample_rate / n_fft)
     mel = kaldi_mel(fft_freqs)[:, None]  # (n_bins, 1)
@@ -102,7 +104,9 @@ class Fbank(nn.Module):
         self.win_length = int(round(sample_rate * win_ms / 1000.0))
         self.hop_length = int(round(sample_rate * hop_ms / 1000.0))
         if self.win_length < 2 or self.hop_length < 1:
-            raise ValueError(f"window {win_ms} ms / hop {hop_ms} ms are too short at {sample_rate} Hz")
+            raise ValueError(
+                f"window {win_ms} ms / hop {hop_ms} ms are too short at {sample_rate} Hz"
+            )
         self.n_fft = 1 << (self.win_length - 1).bit_length()  # Kaldi's round_to_power_of_two
         self.preemphasis = float(preemphasis)
         self.dither = float(dither)
@@ -142,7 +146,10 @@ class Fbank(nn.Module):
         """``(B, S)`` -> ``(B, T, n_mels)`` float32. ``generator`` drives the dither."""
         if wave.dim() != 2:
             raise ValueError(f"Fbank expects waveforms (B, S), got shape {tuple(wave.shape)}")
-        x = wave.float() * self.input_scale
+        with torch.autocast(device_type=wave.device.type, enabled=False):  # float32 throughout
+            return self._compute(wave.float() * self.input_scale, generator)
+
+    def _compute(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         if x.shape[1] < self.win_length:
             x = nn.functional.pad(x, (0, self.win_length - x.shape[1]))
         if self.training and self.dither > 0:
@@ -208,9 +215,7 @@ class SpecAugment(nn.Module):
         )
 
     @staticmethod
-    def _bands(
-        batch: int, length: int, count: int, max_width: int, generator, device
-    ) -> Tensor:
+    def _bands(batch: int, length: int, count: int, max_width: int, generator, device) -> Tensor:
         """``(batch, length)`` bool: union of ``count`` random bands of width 0..max_width."""
         r = torch.rand(2, batch, count, 1, generator=generator, device=device)
         width = (r[0] * (min(max_width, length) + 1)).floor()
@@ -225,13 +230,13 @@ class SpecAugment(nn.Module):
         device = generator.device if generator is not None else x.device
         mask = torch.zeros(batch, frames, bins, dtype=torch.bool, device=device)
         if self.time_masks > 0 and self.time_mask_max > 0:
-            mask |= self._bands(batch, frames, self.time_masks, self.time_mask_max, generator, device)[
-                :, :, None
-            ]
+            mask |= self._bands(
+                batch, frames, self.time_masks, self.time_mask_max, generator, device
+            )[:, :, None]
         if self.freq_masks > 0 and self.freq_mask_max > 0:
-            mask |= self._bands(batch, bins, self.freq_masks, self.freq_mask_max, generator, device)[
-                :, None, :
-            ]
+            mask |= self._bands(
+                batch, bins, self.freq_masks, self.freq_mask_max, generator, device
+            )[:, None, :]
         chosen = torch.rand(batch, generator=generator, device=device) < self.p
         mask &= chosen[:, None, None]
         return x.masked_fill(mask.to(x.device), 0.0)

@@ -40,7 +40,9 @@ def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     if n_tar == 0:
         raise DataError("no target trials: EER and minDCF need both target and non-target trials")
     if n_tar == y.size:
-        raise DataError("no non-target trials: EER and minDCF need both target and non-target trials")
+        raise DataError(
+            "no non-target trials: EER and minDCF need both target and non-target trials"
+        )
     return s, y
 
 

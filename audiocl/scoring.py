@@ -83,14 +83,15 @@ def trial_indices(
 
 
 def score_pairs(
-    matrix, enroll_idx, test_idx, chunk_size: int = 65536, normalize: bool = True
+    matrix, enroll_idx, test_idx, chunk_size: int = 8192, normalize: bool = True
 ) -> np.ndarray:
     """Cosine scores of row pairs of one embedding matrix.
 
     Args:
         matrix: ``(M, D)`` embeddings, one row per distinct utterance.
         enroll_idx, test_idx: ``(N,)`` integer rows of ``matrix``.
-        chunk_size: trials gathered at a time (bounds memory at ``2 * chunk_size * D`` floats).
+        chunk_size: trials gathered at a time (``2 * chunk_size * D`` floats; small enough to stay
+            in cache, which is faster than one big gather).
         normalize: L2-normalise the rows of ``matrix`` first (once per row, not per trial).
 
     Returns:
@@ -106,7 +107,9 @@ def score_pairs(
     out = np.empty(ei.size, dtype=np.float32)
     for lo in range(0, ei.size, chunk_size):
         hi = min(lo + chunk_size, ei.size)
-        np.einsum("ij,ij->i", m[ei[lo:hi]], m[ti[lo:hi]], out=out[lo:hi])
+        a = np.take(m, ei[lo:hi], axis=0)
+        b = np.take(m, ti[lo:hi], axis=0)
+        np.einsum("ij,ij->i", a, b, out=out[lo:hi])
     return np.clip(out, -1.0, 1.0, out=out)
 
 
@@ -122,7 +125,7 @@ def _as_matrix(embeddings) -> tuple[np.ndarray, dict[str, int]]:
     return np.asarray(matrix, dtype=np.float32), dict(index)
 
 
-def score_trials(embeddings, trials: Iterable, chunk_size: int = 65536):
+def score_trials(embeddings, trials: Iterable, chunk_size: int = 8192):
     """Score a trial list by cosine.
 
     Args:
@@ -167,14 +170,19 @@ def cohort_stats(
     if n_c < 2:
         raise DataError(f"the AS-Norm cohort needs at least 2 embeddings, got {n_c}")
     k = min(top_k, n_c)
+    # torch for the (chunk, C) product and the top-k: its topk is ~2.5x faster than
+    # np.partition here (and argpartition slower still); the arrays are shared, not copied.
+    import torch
+
     mean = np.empty(e.shape[0], dtype=np.float32)
     std = np.empty(e.shape[0], dtype=np.float32)
-    ct = np.ascontiguousarray(c.T)
-    for lo in range(0, e.shape[0], chunk_size):
-        s = e[lo : lo + chunk_size] @ ct  # (chunk, C)
-        top = np.partition(s, n_c - k, axis=1)[:, n_c - k :] if k < n_c else s
-        mean[lo : lo + len(s)] = top.mean(axis=1)
-        std[lo : lo + len(s)] = top.std(axis=1)
+    ct = torch.from_numpy(np.ascontiguousarray(c.T))
+    with torch.inference_mode():
+        for lo in range(0, e.shape[0], chunk_size):
+            s = torch.from_numpy(e[lo : lo + chunk_size]) @ ct  # (chunk, C)
+            top = s.topk(k, dim=1, sorted=False).values if k < n_c else s
+            mean[lo : lo + len(s)] = top.mean(dim=1).numpy()
+            std[lo : lo + len(s)] = top.std(dim=1, correction=0).numpy()
     return mean, np.maximum(std, 1e-6, out=std)
 
 

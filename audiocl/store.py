@@ -194,7 +194,9 @@ class SpeakerStore:
                     break
                 except sqlite3.OperationalError as exc:
                     if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise StoreError(f"{self.path}: cannot open speaker store ({exc})") from None
+                        raise StoreError(
+                            f"{self.path}: cannot open speaker store ({exc})"
+                        ) from None
                     time.sleep(0.05)
                 except sqlite3.DatabaseError as exc:
                     raise StoreError(f"{self.path}: not a speaker store ({exc})") from None
@@ -252,14 +254,19 @@ class SpeakerStore:
     def get(self, name: str) -> SpeakerRecord:
         """The record of ``name``; StoreError if not enrolled."""
         with self._tx(write=False) as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM speakers WHERE name = ?", (name,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM speakers WHERE name = ?", (name,)
+            ).fetchone()
         if row is None:
             raise StoreError(f"unknown speaker {name!r} in {self.path}")
         return _record(row)
 
     def __contains__(self, name: str) -> bool:
         with self._tx(write=False) as conn:
-            return conn.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone() is not None
+            return (
+                conn.execute("SELECT 1 FROM speakers WHERE name = ?", (name,)).fetchone()
+                is not None
+            )
 
     def __len__(self) -> int:
         with self._tx(write=False) as conn:
@@ -332,7 +339,9 @@ class SpeakerStore:
     def remove(self, name: str) -> SpeakerRecord:
         """Delete ``name`` and return its record; StoreError if not enrolled."""
         with self._tx() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM speakers WHERE name = ?", (name,)).fetchone()
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM speakers WHERE name = ?", (name,)
+            ).fetchone()
             if row is None:
                 raise StoreError(f"unknown speaker {name!r} in {self.path}")
             conn.execute("DELETE FROM speakers WHERE name = ?", (name,))
@@ -344,9 +353,10 @@ class SpeakerStore:
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM speakers WHERE name = ?", (old,)).fetchone() is None:
                 raise StoreError(f"unknown speaker {old!r} in {self.path}")
-            if old != new and conn.execute(
-                "SELECT 1 FROM speakers WHERE name = ?", (new,)
-            ).fetchone():
+            if (
+                old != new
+                and conn.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone()
+            ):
                 raise StoreError(f"cannot rename {old!r}: a speaker named {new!r} already exists")
             conn.execute(
                 "UPDATE speakers SET name = ?, updated = ? WHERE name = ?", (new, _now(), old)

@@ -49,7 +49,9 @@ class TrainModule(torch.nn.Module):
         self.fbank = Fbank.from_config(cfg.features, cfg.data.sample_rate)
         self.specaug = SpecAugment.from_config(cfg.features)
         self.encoder = build_encoder(cfg.model, cfg.features.n_mels)
-        self.objective = build_objective(cfg.objective, self.encoder, cfg.model.embed_dim, n_classes)
+        self.objective = build_objective(
+            cfg.objective, self.encoder, cfg.model.embed_dim, n_classes
+        )
 
     def forward(self, wave: torch.Tensor, labels: torch.Tensor):
         v, b, s = wave.shape
@@ -140,6 +142,14 @@ class Trainer:
                 "or choose another --out"
             )
         self.data = open_training_data(cfg.data)
+        if self.rank == 0 and not quiet:
+            d = self.data
+            print(
+                f"training data: {len(d.corpus)} utterances from {len(d.source_sizes)} source(s), "
+                f"{len(d.speakers)} labelled speakers, {len(d.skipped)} files skipped"
+                + (f" (first: {d.skipped[0][0]}: {d.skipped[0][1]})" if d.skipped else "")
+            )
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank and rerun
         self.module = TrainModule(cfg, max(1, len(self.data.speakers))).to(self.device)
         if cfg.objective.aam_weight > 0 and not self.data.speakers:
             raise DataError("objective.aam_weight > 0 but no source is labelled")
@@ -148,6 +158,7 @@ class Trainer:
         self.step, self.elapsed, self.best = 0, 0.0, math.inf
         if resume and existing:
             self._restore(existing[-1])
+        self.module.objective.set_step(self.step)
         self.ddp = (
             torch.nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None
@@ -169,7 +180,6 @@ class Trainer:
         self.scheduler.load_state_dict(data["scheduler"])
         self.step, self.elapsed = int(data["step"]), float(data["elapsed"])
         self.best = float(data.get("best", math.inf))
-        self.module.objective.on_step(self.step)
 
     def _payload(self) -> dict:
         return {
@@ -283,17 +293,24 @@ class Trainer:
                 self.step += 1
                 self.module.objective.on_step(self.step)
                 window_n += wave.shape[1] * self.world
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     now = time.monotonic()
                     rate = window_n / max(now - window_t, 1e-9)
                     lr = self.scheduler.get_last_lr()[0]
-                    rec = {"step": self.step, "loss": float(np.mean(losses)), "lr": lr,
-                           "utt_per_s": rate, **parts,
-                           "elapsed_s": self.elapsed + now - started}
+                    rec = {
+                        "step": self.step,
+                        "loss": float(np.mean(losses)),
+                        "lr": lr,
+                        "utt_per_s": rate,
+                        **parts,
+                        "elapsed_s": self.elapsed + now - started,
+                    }
                     self.log(rec)
                     if bar:
-                        bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}")
+                        bar.set_postfix(
+                            loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}"
+                        )
                     window_t, window_n, losses = now, 0, []
                 if bar:
                     bar.update(1)

@@ -49,8 +49,14 @@ def test_saved_config_round_trips(tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["quickstart", "real_cpu", "vox2_ecapa_aam", "vox2_ecapa_simclr", "vox2_ecapa_moco",
-     "vox2_ecapa_aam_simclr"],
+    [
+        "quickstart",
+        "real_cpu",
+        "vox2_ecapa_aam",
+        "vox2_ecapa_simclr",
+        "vox2_ecapa_moco",
+        "vox2_ecapa_aam_simclr",
+    ],
 )
 def test_shipped_configs_load(name):
     cfg = load_config(name)

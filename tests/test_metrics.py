@@ -56,7 +56,7 @@ def test_det_points_match_decision_rule():
     scores = np.round(rng.normal(size=200), 1)  # many ties
     labels = rng.integers(0, 2, size=200)
     fpr, fnr, thr = det_curve(scores, labels)
-    for f, m, t in zip(fpr, fnr, thr):
+    for f, m, t in zip(fpr, fnr, thr, strict=True):
         accept = scores >= t
         assert f == pytest.approx(np.mean(accept[labels == 0]))
         assert m == pytest.approx(np.mean(~accept[labels == 1]))

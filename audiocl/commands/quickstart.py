@@ -48,10 +48,16 @@ def run(args) -> int:
         if d.exists():
             shutil.rmtree(d)
     print(f"synthesizing {args.train_speakers} training and {args.test_speakers} test voices ...")
-    synthesize_corpus(train_dir, speakers=args.train_speakers, utterances=8, seed=args.seed,
-                      trials=False)
-    synthesize_corpus(test_dir, speakers=args.test_speakers, utterances=6, seed=args.seed + 1,
-                      speaker_offset=args.train_speakers)
+    synthesize_corpus(
+        train_dir, speakers=args.train_speakers, utterances=8, seed=args.seed, trials=False
+    )
+    synthesize_corpus(
+        test_dir,
+        speakers=args.test_speakers,
+        utterances=6,
+        seed=args.seed + 1,
+        speaker_offset=args.train_speakers,
+    )
     trials = test_dir / "trials.txt"
 
     overrides = [
@@ -65,8 +71,9 @@ def run(args) -> int:
     torch.manual_seed(args.seed)
     untrained = TrainModule(cfg, 1)
     print("evaluating the untrained encoder ...")
-    before = evaluate_trials(untrained.fbank, untrained.encoder, trials, test_dir,
-                             cfg.data.sample_rate)
+    before = evaluate_trials(
+        untrained.fbank, untrained.encoder, trials, test_dir, cfg.data.sample_rate
+    )
 
     run_dir = out / "run"
     if run_dir.exists():
@@ -75,8 +82,9 @@ def run(args) -> int:
     fit(cfg, run_dir, quiet=args.quiet)
     model_path = run_dir / "model.pt"
     trained_model = Embedder.from_file(model_path)
-    after = evaluate_trials(trained_model.fbank, trained_model.encoder, trials, test_dir,
-                            cfg.data.sample_rate)
+    after = evaluate_trials(
+        trained_model.fbank, trained_model.encoder, trials, test_dir, cfg.data.sample_rate
+    )
 
     keys = ("eer", "min_dcf_0.01", "min_dcf_0.05", "n_target", "n_nontarget")
     result = {
@@ -89,11 +97,15 @@ def run(args) -> int:
     }
     write_text_atomic(out / "quickstart.json", json.dumps(result, indent=2) + "\n")
     n_t, n_n = after["n_target"], after["n_nontarget"]
-    print(f"\ntest speakers' trials: {trials} ({n_t} target, {n_n} non-target; speakers unseen "
-          "in training)")
+    print(
+        f"\ntest speakers' trials: {trials} ({n_t} target, {n_n} non-target; speakers unseen "
+        "in training)"
+    )
     print(f"{'encoder':<12}{'EER':>9}{'minDCF(0.01)':>15}{'minDCF(0.05)':>15}")
     for name, r in (("untrained", before), ("trained", after)):
-        print(f"{name:<12}{100 * r['eer']:>8.2f}%{r['min_dcf_0.01']:>15.3f}{r['min_dcf_0.05']:>15.3f}")
+        print(
+            f"{name:<12}{100 * r['eer']:>8.2f}%{r['min_dcf_0.01']:>15.3f}{r['min_dcf_0.05']:>15.3f}"
+        )
     print(f"\nmodel: {model_path} ({result['steps']} steps, {result['seconds']:.0f} s in all)")
     print(f"figures: {out / 'quickstart.json'}")
     return 0

@@ -11,16 +11,18 @@ counts match its published figures (6.19M at C=512, 14.65M at C=1024, 80 mels, 1
 - BN -> Linear(3072 -> D)
 
 Every conv block is conv (with bias) -> ReLU -> BN, as in WeSpeaker and SpeechBrain.
-Differences from SpeechBrain 1.1.2's ``ECAPA_TDNN`` (same design, C=512: 6.194M params):
-SpeechBrain's MFA and attention convs are full conv blocks (ReLU + BN after them, +3,328
-params), its convs pad by reflection (ours pad with zeros), its Res2Net passes the first
-split through (ours too) and its final layer is a 1x1 Conv1d instead of a Linear.
+Differences from SpeechBrain 1.1.2's ``ECAPA_TDNN`` (same design; 6,194,048 params at C=512,
+ours 6,190,720): SpeechBrain's MFA conv and first attention conv are full conv blocks (ReLU +
+BN after them: +3,328 params); its convs pad by reflection (ours with zeros, like WeSpeaker);
+its global-context std is the biased one (ours unbiased + 1e-7, like WeSpeaker); its final
+layer is a 1x1 Conv1d (the same parameters as our Linear) and it returns ``(B, 1, D)``.
+Both pass the first Res2Net split through unchanged.
 
 Speed (the forward runs every training step): the global context of the attention is
 computed without materialising the ``(B, 3 * 1536, T)`` concatenation: the attention's first
 1x1 conv is split into its x, mean and std parts, and the mean/std parts are applied to the
 ``(B, 1536)`` statistics once and broadcast over time (the same function and parameters,
-about a third of the attention's FLOPs and far less memory traffic).
+two thirds fewer FLOPs in that conv and far less memory traffic).
 """
 
 from __future__ import annotations
@@ -28,6 +30,65 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..config import ModelConfig
+
+
+class _Moments(torch.autograd.Function):
+    """``x (B, C, T)`` -> ``(mean, mean of squares)`` over T, each ``(B, C)``.
+
+    One fused pass each way: the backward writes a single ``(B, C, T)`` tensor, where autograd
+    on ``x.mean()`` / ``x.var()`` makes several.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(x)
+        inv_t = 1.0 / x.shape[2]
+        return x.sum(dim=2) * inv_t, torch.einsum("bct,bct->bc", x, x) * inv_t
+
+    @staticmethod
+    def backward(ctx, g_mean: Tensor | None, g_sq: Tensor | None) -> Tensor:
+        (x,) = ctx.saved_tensors
+        inv_t = 1.0 / x.shape[2]
+        g_mean = x.new_zeros(x.shape[:2]) if g_mean is None else g_mean
+        g_sq = x.new_zeros(x.shape[:2]) if g_sq is None else g_sq
+        return torch.addcmul((g_mean * inv_t).unsqueeze(2), x, (g_sq * (2.0 * inv_t)).unsqueeze(2))
+
+
+class _WeightedMoments(torch.autograd.Function):
+    """``alpha, x (B, C, T)`` -> ``(sum_t alpha x, sum_t alpha x^2)``, each ``(B, C)``."""
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(alpha, x)
+        ax = alpha * x
+        return ax.sum(dim=2), torch.einsum("bct,bct->bc", ax, x)
+
+    @staticmethod
+    def backward(ctx, g_mu: Tensor | None, g_sq: Tensor | None) -> tuple[Tensor, Tensor]:
+        alpha, x = ctx.saved_tensors
+        g_mu = x.new_zeros(x.shape[:2]) if g_mu is None else g_mu
+        g_sq = x.new_zeros(x.shape[:2]) if g_sq is None else g_sq
+        g_mu, g_sq = g_mu.unsqueeze(2), g_sq.unsqueeze(2)
+        u = torch.addcmul(g_mu, x, g_sq)  # d/dalpha = x * (g_mu + g_sq x)
+        grad_alpha = u * x
+        grad_x = u.addcmul_(x, g_sq).mul_(alpha)  # d/dx = alpha * (g_mu + 2 g_sq x)
+        return grad_alpha, grad_x
+
+
+class _ScaleAdd(torch.autograd.Function):
+    """``res + y * s[:, :, None]`` for ``res, y (B, C, T)``, ``s (B, C)``, fused both ways."""
+
+    @staticmethod
+    def forward(ctx, res: Tensor, y: Tensor, s: Tensor) -> Tensor:
+        ctx.save_for_backward(y, s)
+        return torch.addcmul(res, y, s.unsqueeze(2))
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        y, s = ctx.saved_tensors
+        return g, g * s.unsqueeze(2), torch.einsum("bct,bct->bc", g, y)
 
 
 class ConvBlock(nn.Module):
@@ -60,7 +121,7 @@ class Res2Block(nn.Module):
         chunks = torch.split(x, self.width, dim=1)
         out = [chunks[0]]
         y = None
-        for block, xi in zip(self.blocks, chunks[1:]):
+        for block, xi in zip(self.blocks, chunks[1:], strict=True):
             y = block(xi if y is None else xi + y)
             out.append(y)
         return torch.cat(out, dim=1)
@@ -74,9 +135,13 @@ class SqueezeExcitation(nn.Module):
         self.linear1 = nn.Linear(channels, bottleneck)
         self.linear2 = nn.Linear(bottleneck, channels)
 
+    def gates(self, x: Tensor) -> Tensor:
+        """``(B, C, T)`` -> gates ``(B, C)`` in (0, 1)."""
+        mean = x.sum(dim=2) * (1.0 / x.shape[2])
+        return torch.sigmoid(self.linear2(F.relu(self.linear1(mean), inplace=True)))
+
     def forward(self, x: Tensor) -> Tensor:
-        s = torch.sigmoid(self.linear2(F.relu(self.linear1(x.mean(dim=2)), inplace=True)))
-        return x * s.unsqueeze(2)
+        return x * self.gates(x).unsqueeze(2)
 
 
 class SERes2Block(nn.Module):
@@ -90,7 +155,8 @@ class SERes2Block(nn.Module):
         self.se = SqueezeExcitation(channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.se(self.conv2(self.res2(self.conv1(x))))
+        y = self.conv2(self.res2(self.conv1(x)))
+        return _ScaleAdd.apply(x, y, self.se.gates(y))
 
 
 class AttentiveStatsPool(nn.Module):
@@ -109,15 +175,16 @@ class AttentiveStatsPool(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.channels
-        mean = x.mean(dim=2)
-        std = torch.sqrt(x.var(dim=2) + self.eps)
-        w = self.linear1.weight.squeeze(2)  # (bottleneck, 3C): [x | mean | std] parts
-        context = torch.addmm(self.linear1.bias, torch.cat([mean, std], dim=1), w[:, c:].t())
-        h = torch.tanh(torch.matmul(w[:, :c], x) + context.unsqueeze(2))
+        t = x.shape[2]
+        mean, mean_sq = _Moments.apply(x)
+        var = (mean_sq - mean.square()) * (t / max(t - 1, 1))  # unbiased, like torch.var
+        std = torch.sqrt(var.clamp(min=0.0) + self.eps)
+        w = self.linear1.weight  # (bottleneck, 3C, 1): the [x | mean | std] parts
+        context = torch.addmm(self.linear1.bias, torch.cat([mean, std], dim=1), w[:, c:, 0].t())
+        h = torch.tanh(F.conv1d(x, w[:, :c]) + context.unsqueeze(2))
         alpha = torch.softmax(self.linear2(h), dim=2)
-        ax = alpha * x
-        mu = ax.sum(dim=2)
-        var = (ax * x).sum(dim=2) - mu.square()
+        mu, mean_sq = _WeightedMoments.apply(alpha, x)
+        var = mean_sq - mu.square()
         return torch.cat([mu, torch.sqrt(var.clamp(min=self.eps))], dim=1)
 
 
@@ -144,6 +211,10 @@ class EcapaTdnn(nn.Module):
         self.pool = AttentiveStatsPool(mfa_channels, attention_dim)
         self.bn = nn.BatchNorm1d(2 * mfa_channels)
         self.linear = nn.Linear(2 * mfa_channels, embed_dim)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, n_mels: int) -> EcapaTdnn:
+        return cls(n_mels=n_mels, channels=cfg.channels, embed_dim=cfg.embed_dim)
 
     def forward(self, feats: Tensor) -> Tensor:
         """``(B, T, F)`` -> ``(B, embed_dim)``."""

@@ -1,0 +1,303 @@
+"""The Python API: load a model, embed, verify, enroll/identify, evaluate a trial list.
+
+::
+
+    import audiocl
+
+    model = audiocl.load_model()                 # the last trained model (or AUDIOCL_MODEL)
+    e = model.embed("a.wav")                     # (D,) float32, L2-normalised
+    r = model.verify("a.wav", "b.wav")           # r.score, r.same, r.threshold, r.threshold_source
+    speakers = model.store()                     # the default speaker store, bound to this model
+    speakers.enroll("alice", ["alice1.wav", "alice2.wav"])
+    speakers.identify("unknown.wav", top=3)      # [("alice", 0.71), ...]
+    report = model.evaluate("trials.txt", "wav/", cohort="cohort/")
+
+Thresholds: "same speaker" when ``score >= threshold``. Without an explicit threshold the one the
+model was calibrated with (``audiocl eval --calibrate``) is used; a model without calibration
+gives ``same=None`` ("unknown") instead of guessing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .embed import Embedder
+from .errors import AudioError, ModelError
+from .store import SpeakerRecord, SpeakerStore
+
+# operating point name -> key of the model's calibration record
+OPERATING_POINTS = {
+    "eer": "eer_threshold",
+    "min_dcf_0.01": "min_dcf_0.01_threshold",
+    "min_dcf_0.05": "min_dcf_0.05_threshold",
+}
+
+Audio = str | os.PathLike | np.ndarray | torch.Tensor
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of one comparison.
+
+    ``score``: cosine in [-1, 1]; ``same``: ``score >= threshold``, or None when no threshold is
+    known; ``threshold_source``: where the threshold came from (``"argument"``, ``"--threshold"``,
+    ``"calibration (eer)"``, ...) or ``"none"``.
+    """
+
+    score: float
+    same: bool | None
+    threshold: float | None
+    threshold_source: str
+
+    @property
+    def decision(self) -> str:
+        """``"same"``, ``"different"`` or ``"unknown"``."""
+        return "unknown" if self.same is None else ("same" if self.same else "different")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "decision": self.decision}
+
+
+class Model:
+    """A loaded speaker encoder with its identity and calibration. Use :func:`load_model`."""
+
+    def __init__(self, embedder: Embedder, path: Path | None = None, source: str = "argument"):
+        self.embedder = embedder
+        self.path = path
+        self.source = source
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    @property
+    def sample_rate(self) -> int:
+        return self.embedder.sample_rate
+
+    @property
+    def embed_dim(self) -> int | None:
+        return self.embedder.embed_dim
+
+    @property
+    def calibration(self) -> dict | None:
+        return self.embedder.calibration
+
+    def __repr__(self) -> str:
+        return f"Model(path={str(self.path)!r}, model_id={self.model_id!r})"
+
+    # ---------------------------------------------------------------------------- thresholds
+
+    def threshold(
+        self, explicit: float | None = None, operating_point: str = "eer", label: str = "argument"
+    ) -> tuple[float | None, str]:
+        """``(threshold, source)``: ``explicit`` if given, else the calibrated threshold of
+        ``operating_point`` (``eer``, ``min_dcf_0.01``, ``min_dcf_0.05``), else ``(None, "none")``.
+        """
+        if explicit is not None:
+            return float(explicit), label
+        if operating_point not in OPERATING_POINTS:
+            raise ValueError(
+                f"unknown operating point {operating_point!r}; choose from "
+                + ", ".join(OPERATING_POINTS)
+            )
+        cal = self.calibration or {}
+        value = cal.get(OPERATING_POINTS[operating_point])
+        if value is None:
+            return None, "none"
+        where = f" on {cal['trials']}" if cal.get("trials") else ""
+        return float(value), f"calibration ({operating_point}{where})"
+
+    # ----------------------------------------------------------------------------- embedding
+
+    def _wave(self, x: np.ndarray | torch.Tensor, sample_rate: int | None) -> torch.Tensor:
+        w = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        w = w.detach().float().cpu()
+        if w.dim() == 2 and 1 in w.shape:
+            w = w.reshape(-1)
+        if w.dim() != 1 or w.numel() == 0:
+            raise ValueError(f"expected a mono waveform (S,), got shape {tuple(w.shape)}")
+        if not torch.isfinite(w).all():
+            raise AudioError("<waveform>", "contains NaN or Inf samples")
+        sr = self.sample_rate if sample_rate is None else int(sample_rate)
+        if sr != self.sample_rate:
+            from .audio import resample
+
+            w = resample(w, sr, self.sample_rate)
+        return w
+
+    def _load(self, x: Audio, sample_rate: int | None) -> torch.Tensor:
+        if isinstance(x, (str, os.PathLike)):
+            return self.embedder.load(x)
+        return self._wave(x, sample_rate)
+
+    def embed(self, x: Audio, sample_rate: int | None = None) -> np.ndarray:
+        """One file path or waveform ``(S,)`` -> ``(D,)`` float32, L2-normalised.
+
+        ``sample_rate``: the waveform's rate (default: the model's, 16 kHz); ignored for files,
+        which are decoded and resampled as needed.
+        """
+        return self.embedder.embed_waveform(self._load(x, sample_rate))
+
+    def embed_many(
+        self,
+        items: Sequence[Audio],
+        sample_rate: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Files and/or waveforms -> ``(N, D)``, batched (files decoded a group at a time)."""
+        if all(isinstance(x, (str, os.PathLike)) for x in items):
+            return self.embedder.embed_files(list(items), progress=progress)
+        return self.embedder.embed_waves([self._load(x, sample_rate) for x in items], progress)
+
+    # ------------------------------------------------------------------------------- verify
+
+    def verify(
+        self,
+        a: Audio,
+        b: Audio,
+        threshold: float | None = None,
+        sample_rate: int | None = None,
+        operating_point: str = "eer",
+    ) -> Verification:
+        """Compare two utterances: cosine score and, when a threshold is known, the decision."""
+        ea, eb = self.embed_many([a, b], sample_rate=sample_rate)
+        return self.decide(float(np.clip(ea @ eb, -1.0, 1.0)), threshold, operating_point)
+
+    def decide(
+        self,
+        score: float,
+        threshold: float | None = None,
+        operating_point: str = "eer",
+        label: str = "argument",
+    ) -> Verification:
+        """The :class:`Verification` of a raw cosine ``score``."""
+        t, source = self.threshold(threshold, operating_point, label)
+        return Verification(float(score), None if t is None else bool(score >= t), t, source)
+
+    # --------------------------------------------------------------------------------- store
+
+    def store(self, path: str | os.PathLike | None = None) -> Speakers:
+        """The speaker store at ``path`` (default: ``audiocl.paths.default_store_path()``),
+        bound to this model."""
+        return Speakers(self, SpeakerStore(path, self.model_id))
+
+    # ---------------------------------------------------------------------------- evaluation
+
+    def evaluate(
+        self,
+        trials: str | os.PathLike,
+        audio_root: str | os.PathLike,
+        cohort: str | os.PathLike | None = None,
+        top_k: int = 300,
+        skip_bad: bool = False,
+        out: str | os.PathLike | None = None,
+        cache: bool | str | os.PathLike = True,
+    ) -> dict:
+        """EER and minDCF(0.01, 0.05) of a trial list, raw and (with a cohort) AS-Norm.
+
+        Returns the report dict (``raw``, ``as_norm``, counts; see ``audiocl eval``). ``out``:
+        also write scores.txt, metrics.json, det.png and scores.png there. ``cache``: True for
+        the per-user embedding cache, a folder, or False.
+        """
+        from .evaluation import EmbeddingCache, default_cache_dir, run_evaluation, write_report
+
+        emb_cache = None
+        if cache:
+            folder = default_cache_dir() if cache is True else Path(cache)
+            emb_cache = EmbeddingCache(folder, self.model_id)
+        result = run_evaluation(
+            self.embedder, trials, audio_root, cohort, top_k, skip_bad, emb_cache
+        )
+        if out is not None:
+            write_report(result, out)
+        return result.metrics
+
+    def calibrate(self, metrics: dict, trials: str | None = None) -> dict:
+        """Store the raw-score thresholds of ``metrics`` (a report's ``raw`` part) into the model
+        file, for ``verify`` to use. Returns the calibration record."""
+        import time
+
+        from .checkpoint import set_calibration
+        from .scoring import calibration_from_metrics
+
+        if self.path is None:
+            raise ModelError("this model was not loaded from a file: nowhere to store calibration")
+        cal = calibration_from_metrics(metrics)
+        if trials:
+            cal["trials"] = str(trials)
+        cal["calibrated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        set_calibration(self.path, cal)
+        self.embedder.calibration = cal
+        return cal
+
+
+class Speakers:
+    """A :class:`~audiocl.store.SpeakerStore` bound to a model: enroll and identify from audio."""
+
+    def __init__(self, model: Model, store: SpeakerStore):
+        self.model = model
+        self.db = store
+
+    @property
+    def path(self) -> Path:
+        return self.db.path
+
+    def enroll(self, name: str, audio: Audio | Sequence[Audio], mode: str = "add") -> SpeakerRecord:
+        """Enroll ``name`` from one or more files/waveforms (``mode``: "add" or "replace"); the
+        speaker's embedding is the normalised mean of every enrolment embedding."""
+        items = (
+            [audio] if isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor)) else audio
+        )
+        items = list(items)
+        emb = self.model.embed_many(items)
+        files = [
+            str(Path(x).absolute()) if isinstance(x, (str, os.PathLike)) else "<waveform>"
+            for x in items
+        ]
+        return self.db.enroll(name, emb, files=files, mode=mode)
+
+    def verify(
+        self, name: str, audio: Audio, threshold: float | None = None, operating_point="eer"
+    ) -> Verification:
+        """Compare ``audio`` with enrolled speaker ``name``."""
+        score = self.db.score(name, self.model.embed(audio))
+        return self.model.decide(score, threshold, operating_point)
+
+    def identify(self, audio: Audio, top: int = 5) -> list[tuple[str, float]]:
+        """The ``top`` enrolled speakers closest to ``audio``: ``[(name, cosine), ...]``."""
+        return self.db.identify(self.model.embed(audio), top=top)
+
+    def list(self) -> list[SpeakerRecord]:
+        return self.db.list()
+
+    def remove(self, name: str) -> SpeakerRecord:
+        return self.db.remove(name)
+
+    def rename(self, old: str, new: str) -> SpeakerRecord:
+        return self.db.rename(old, new)
+
+    def __len__(self) -> int:
+        return len(self.db)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.db
+
+
+def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Model:
+    """Load a model file (``model.pt``, or a run folder holding one, or a training checkpoint).
+
+    ``path=None``: ``AUDIOCL_MODEL``, else the model the last ``audiocl train``/``quickstart``
+    produced. Loading never runs code from the file (``torch.load(weights_only=True)``).
+    """
+    from .paths import resolve_model
+
+    resolved, source = resolve_model(path)
+    if path is not None:
+        source = "argument"
+    return Model(Embedder.from_file(resolved, device=device), resolved, source)

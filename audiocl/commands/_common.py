@@ -1,0 +1,127 @@
+"""Options and output shared by embed, enroll, speakers, verify, identify and eval.
+
+Light at import time (argparse only); the model is loaded inside ``load_model``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+MODEL_HELP = (
+    "model file or run folder (default: $AUDIOCL_MODEL, else the model the last "
+    "`audiocl train`/`quickstart` produced)"
+)
+THRESHOLD_NOTE = """Threshold: "same speaker" when the cosine score >= threshold. Without --threshold
+the threshold stored in the model by `audiocl eval --calibrate` is used (--operating-point picks
+the EER threshold or a minDCF one); the output says which threshold was used and where it came
+from. A model that was never calibrated gets no decision ("unknown", exit code 4) unless you pass
+--threshold: a guessed threshold would be wrong for most models."""
+
+
+def add_model(p) -> None:
+    p.add_argument("--model", default=None, metavar="PATH", help=MODEL_HELP)
+
+
+def add_db(p) -> None:
+    p.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help="speaker store (SQLite file; default: speakers.db in $AUDIOCL_HOME, else "
+        "~/.local/share/audiocl)",
+    )
+
+
+def add_json(p) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+
+
+def add_threshold(p) -> None:
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold on the cosine score (default: the model's calibration)",
+    )
+    p.add_argument(
+        "--operating-point",
+        default="eer",
+        choices=("eer", "min_dcf_0.01", "min_dcf_0.05"),
+        help="which calibrated threshold to use (default: eer)",
+    )
+
+
+def load_model(args):
+    """``api.Model`` named by ``--model`` (or the default), with ``source`` saying where from."""
+    from ..api import Model
+    from ..embed import Embedder
+    from ..paths import resolve_model
+
+    path, source = resolve_model(args.model)
+    return Model(Embedder.from_file(path), path, source)
+
+
+def model_info(model) -> dict:
+    return {"path": str(model.path), "source": model.source, "model_id": model.model_id}
+
+
+def model_line(model) -> str:
+    return f"model: {model.path} (from {model.source}; id {model.model_id})"
+
+
+def db_path(args):
+    from pathlib import Path
+
+    from ..paths import default_store_path
+
+    return Path(args.db) if args.db else default_store_path()
+
+
+def threshold_line(v) -> str:
+    if v.threshold is None:
+        return (
+            "threshold: none (this model has no calibrated threshold: pass --threshold, "
+            "or run `audiocl eval --calibrate` on a trial list)"
+        )
+    return f"threshold: {v.threshold:.4f} (from {v.threshold_source})"
+
+
+def print_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def progress_bar(quiet: bool = False):
+    """A factory ``(total, description) -> update(n)`` drawing tqdm bars on stderr (only on a
+    terminal, never with ``quiet``), and a function closing them."""
+    bars = []
+
+    def make(total: int, desc: str):
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=total, desc=desc, unit="file", disable=True if quiet else None, leave=False
+        )
+        bars.append(bar)
+        return bar.update
+
+    def close():
+        for b in bars:
+            b.close()
+
+    return make, close
+
+
+def check_store_model(store) -> None:
+    """StoreError when ``store`` holds speakers of a model other than ``store.model_id``."""
+    from ..errors import StoreError
+
+    other = [r for r in store.list() if r.model_id != store.model_id]
+    if other:
+        raise StoreError(
+            f"speaker store {store.path} holds {len(other)} speaker(s) enrolled with model "
+            f"{other[0].model_id!r}, but the current model is {store.model_id!r}: embeddings of "
+            "different models cannot be compared; use that model (--model), another store "
+            "(--db), or re-enroll the speakers"
+        )

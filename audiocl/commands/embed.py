@@ -1,0 +1,104 @@
+"""``audiocl embed``: audio files -> an ``.npz`` of L2-normalised speaker embeddings."""
+
+from . import _common
+
+HELP = "embed audio files into an .npz of speaker embeddings"
+DESCRIPTION = """Embed audio files with a trained model and write OUT (.npz) holding
+  ids         the files as given (command line or list), strings
+  embeddings  (N, D) float32, each row L2-normalised
+  model_id    the model's identity (embeddings of different models are not comparable)
+Load it with numpy.load(OUT). Long files are embedded in bounded memory (30 s chunks whose
+embeddings are averaged). The file is written atomically.
+"""
+
+
+def add_arguments(p):
+    p.add_argument("files", nargs="*", metavar="FILE", help="audio files")
+    p.add_argument("--list", metavar="LIST", help="text file with one audio path per line")
+    p.add_argument(
+        "--audio-root",
+        metavar="DIR",
+        default=None,
+        help="folder that relative paths (arguments and --list lines) are relative to "
+        "(default: the current folder)",
+    )
+    p.add_argument("--out", required=True, metavar="OUT.npz", help="output file")
+    _common.add_model(p)
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out unreadable files (listed on stderr) instead of stopping",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common.add_json(p)
+
+
+def read_list(path) -> list[str]:
+    """Paths of a list file: one per line; blank lines and lines starting with # ignored."""
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file list ({e.strerror})") from None
+    return [s.strip() for s in text.splitlines() if s.strip() and not s.lstrip().startswith("#")]
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import ConfigError, DataError
+    from ..fileio import atomic_path
+
+    ids = list(args.files) + (read_list(args.list) if args.list else [])
+    if not ids:
+        raise ConfigError("nothing to embed: give audio files or --list LIST")
+    root = Path(args.audio_root) if args.audio_root else None
+    paths = [root / i if root is not None else Path(i) for i in ids]
+    model = _common.load_model(args)
+    if not args.json:
+        print(_common.model_line(model))
+    bad: dict[int, str] = {}
+
+    def on_error(i, err):
+        bad[i] = err.reason
+        print(f"audiocl embed: skipping {err.path}: {err.reason}", file=sys.stderr)
+
+    make_bar, close = _common.progress_bar(args.quiet)
+    try:
+        emb = model.embedder.embed_files(
+            paths,
+            progress=make_bar(len(paths), "embedding"),
+            on_error=on_error if args.skip_bad else None,
+        )
+    finally:
+        close()
+    keep = [i for i in range(len(ids)) if i not in bad]
+    if not keep:
+        raise DataError("no file could be embedded")
+    out = Path(args.out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            ids=np.array([ids[i] for i in keep], dtype=str),
+            embeddings=np.ascontiguousarray(emb[keep], dtype=np.float32),
+            model_id=np.array(model.model_id),
+        )
+    summary = {
+        "out": str(out),
+        "count": len(keep),
+        "dim": int(emb.shape[1]),
+        "skipped": [{"file": ids[i], "reason": r} for i, r in bad.items()],
+        "model": _common.model_info(model),
+    }
+    if args.json:
+        _common.print_json(summary)
+    else:
+        skipped = f", {len(bad)} unreadable file(s) skipped" if bad else ""
+        print(f"wrote {len(keep)} embeddings of dim {emb.shape[1]} to {out}{skipped}")
+    return 0

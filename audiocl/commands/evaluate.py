@@ -1,0 +1,143 @@
+"""``audiocl eval``: EER and minDCF of a model on a trial list, raw and with AS-Norm."""
+
+from . import _common
+
+HELP = "evaluate a model on a trial list: EER, minDCF, AS-Norm, DET plot; --calibrate"
+DESCRIPTION = """Evaluate a model on a trial list (VoxCeleb `1 a.wav b.wav` or Kaldi
+`a b target|nontarget` lines; paths relative to --audio-root).
+
+Each distinct file is embedded once. Embeddings are cached per model in
+$AUDIOCL_HOME/cache/embeddings (else ~/.local/share/audiocl/...), keyed by absolute path,
+modification time and size, so re-running, or another trial list over the same files, embeds
+nothing new (--cache DIR / --no-cache to change that).
+
+Reported: EER and normalised minDCF at p_target 0.01 and 0.05 (C_miss = C_fa = 1), their
+thresholds, and the numbers of target and non-target trials. With --cohort, AS-Norm (adaptive
+symmetric score normalisation over the top-k cohort scores) is computed too and shown beside the
+raw cosine results. The cohort is a folder of audio (VoxCeleb layout, Kaldi dir), a text file of
+audio paths (relative to the list's folder), or an .npz from `audiocl embed` made with the same
+model; above --max-cohort files (default 2000) a seeded uniform sample is used. Keep the cohort's
+speakers disjoint from the trial speakers.
+
+Written to --out (default eval/<trials name>): scores.txt (label enroll test cosine [as_norm]),
+metrics.json, det.png (DET curves) and scores.png (score histograms).
+
+--calibrate stores the raw-cosine thresholds (EER, minDCF 0.01 and 0.05) into the model file;
+verify and identify then use them. A missing or unreadable audio file stops the evaluation with
+its name and the first trial using it (exit code 3); --skip-bad leaves out the trials that use
+such files and reports how many were skipped.
+"""
+
+
+def add_arguments(p):
+    p.add_argument("--trials", required=True, help="trial list")
+    p.add_argument("--audio-root", required=True, metavar="DIR", help="folder of the trial files")
+    _common.add_model(p)
+    p.add_argument("--cohort", metavar="DIR_OR_LIST", help="AS-Norm cohort (folder, list or .npz)")
+    p.add_argument("--top-k", type=int, default=300, help="AS-Norm top-k (default 300)")
+    p.add_argument(
+        "--max-cohort", type=int, default=2000, help="cohort files used at most (default 2000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the cohort sample")
+    p.add_argument("--out", metavar="DIR", help="report folder (default eval/<trials name>)")
+    p.add_argument(
+        "--calibrate", action="store_true", help="store the thresholds into the model file"
+    )
+    p.add_argument(
+        "--skip-bad", action="store_true", help="leave out trials whose audio cannot be read"
+    )
+    p.add_argument("--cache", metavar="DIR", help="embedding cache folder")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common.add_json(p)
+
+
+def format_table(report: dict) -> str:
+    """Raw and AS-Norm figures side by side."""
+    raw, norm = report["raw"], report.get("as_norm")
+    cols = [("cosine", raw)] + ([("AS-Norm", norm)] if norm else [])
+    lines = [f"{'':<22}" + "".join(f"{name:>12}" for name, _ in cols)]
+    rows = [
+        ("EER", lambda m: f"{100 * m['eer']:.2f}%"),
+        ("minDCF(0.01)", lambda m: f"{m['min_dcf_0.01']:.4f}"),
+        ("minDCF(0.05)", lambda m: f"{m['min_dcf_0.05']:.4f}"),
+        ("EER threshold", lambda m: f"{m['eer_threshold']:.4f}"),
+        ("minDCF(0.01) threshold", lambda m: f"{m['min_dcf_0.01_threshold']:.4f}"),
+        ("minDCF(0.05) threshold", lambda m: f"{m['min_dcf_0.05_threshold']:.4f}"),
+    ]
+    for label, fmt in rows:
+        lines.append(f"{label:<22}" + "".join(f"{fmt(m):>12}" for _, m in cols))
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from ..evaluation import EmbeddingCache, default_cache_dir, run_evaluation, write_report
+
+    model = _common.load_model(args)
+    if not args.json:
+        print(_common.model_line(model))
+    cache = None
+    if not args.no_cache:
+        cache = EmbeddingCache(
+            Path(args.cache) if args.cache else default_cache_dir(), model.model_id
+        )
+    make_bar, close = _common.progress_bar(args.quiet)
+    try:
+        result = run_evaluation(
+            model.embedder,
+            args.trials,
+            args.audio_root,
+            cohort=args.cohort,
+            top_k=args.top_k,
+            skip_bad=args.skip_bad,
+            cache=cache,
+            max_cohort=args.max_cohort,
+            seed=args.seed,
+            progress=make_bar,
+        )
+    finally:
+        close()
+    out = Path(args.out) if args.out else Path("eval") / Path(args.trials).stem
+    report = result.metrics
+    report["model"] = str(model.path)
+    report["model_source"] = model.source
+    calibration = None
+    if args.calibrate:
+        calibration = model.calibrate(report["raw"], trials=args.trials)
+        report["calibration"] = calibration
+    files = write_report(result, out)
+    if args.json:
+        _common.print_json({**report, "out": str(out)})
+        return 0
+    for b in result.metrics["bad_files"]:
+        print(f"audiocl eval: skipped {b['file']}: {b['reason']}", file=sys.stderr)
+    raw = report["raw"]
+    f = report["files"]
+    print(
+        f"trials: {args.trials}: {report['n_trials']} scored ({raw['n_target']} target, "
+        f"{raw['n_nontarget']} non-target)"
+        + (
+            f"; {report['skipped_trials']} skipped (they use {len(report['bad_files'])} unusable "
+            "file(s))"
+            if report["skipped_trials"]
+            else ""
+        )
+    )
+    print(f"files: {f['embedded']} embedded, {f['cached']} from the cache ({f['seconds']:.1f} s)")
+    if report["cohort"]:
+        c = report["cohort"]
+        print(
+            f"AS-Norm cohort: {c['size']} files of {c['available']} in {c['source']}, "
+            f"top-k {c['top_k']}"
+        )
+    print(format_table(report))
+    if calibration:
+        print(
+            f"calibrated: thresholds stored in {model.path} (EER threshold "
+            f"{calibration['threshold']:.4f}, used by verify/identify)"
+        )
+    print(f"report: {', '.join(str(p) for p in files.values())}")
+    return 0

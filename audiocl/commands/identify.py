@@ -1,0 +1,72 @@
+"""``audiocl identify``: rank enrolled speakers by similarity to a recording."""
+
+from . import _common
+
+HELP = "rank the enrolled speakers by similarity to a recording"
+DESCRIPTION = (
+    """Embed a recording and rank the enrolled speakers by cosine score (best first).
+With a threshold (--threshold, or the model's calibration) each candidate is marked as a match
+or not, and the best candidate at or above the threshold is reported as the match; otherwise no
+speaker is claimed.
+
+"""
+    + _common.THRESHOLD_NOTE.replace(' ("unknown", exit code 4)', "")
+    + """
+
+Exit code 0 whenever the ranking was printed (whether or not a speaker matched); 5 for an empty
+store or a store of another model.
+"""
+)
+
+
+def add_arguments(p):
+    p.add_argument("file", metavar="FILE", help="recording to identify")
+    p.add_argument("--top", type=int, default=5, help="how many speakers to list (default 5)")
+    _common.add_threshold(p)
+    _common.add_db(p)
+    _common.add_model(p)
+    _common.add_json(p)
+
+
+def run(args) -> int:
+    from ..store import SpeakerStore
+
+    model = _common.load_model(args)
+    store = SpeakerStore(_common.db_path(args), model.model_id)
+    _common.check_store_model(store)
+    ranking = store.identify(model.embed(args.file), top=args.top)
+    threshold, source = model.threshold(args.threshold, args.operating_point, "--threshold")
+    rows = [
+        {
+            "rank": k,
+            "speaker": name,
+            "score": score,
+            "match": None if threshold is None else bool(score >= threshold),
+        }
+        for k, (name, score) in enumerate(ranking, start=1)
+    ]
+    match = rows[0]["speaker"] if rows and rows[0]["match"] else None
+    if args.json:
+        _common.print_json(
+            {
+                "file": args.file,
+                "candidates": rows,
+                "match": match,
+                "threshold": threshold,
+                "threshold_source": source,
+                "db": str(store.path),
+                "model": _common.model_info(model),
+            }
+        )
+        return 0
+    print(_common.model_line(model))
+    v = model.decide(0.0, args.threshold, args.operating_point, "--threshold")
+    print(_common.threshold_line(v))
+    width = max(len("speaker"), *(len(r["speaker"]) for r in rows))
+    print(f"{'rank':>4}  {'speaker':<{width}}  {'score':>7}")
+    for r in rows:
+        mark = {None: "", True: "  match", False: ""}[r["match"]]
+        print(f"{r['rank']:>4}  {r['speaker']:<{width}}  {r['score']:>7.4f}{mark}")
+    if threshold is not None:
+        print(f"match: {match}" if match else "match: none (no speaker reaches the threshold)")
+    return 0

@@ -1,0 +1,25 @@
+"""Speaker encoders ``(B, T, F) -> (B, D)`` and heads; ``ENCODERS`` maps config names to classes."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ModelConfig
+from .ecapa import EcapaTdnn
+from .heads import ProjectionHead
+from .resnet import ResNet34
+
+ENCODERS: dict[str, type[nn.Module]] = {"ecapa_tdnn": EcapaTdnn, "resnet34": ResNet34}
+
+__all__ = ["ENCODERS", "EcapaTdnn", "ProjectionHead", "ResNet34", "build_encoder"]
+
+
+def build_encoder(cfg: ModelConfig, n_mels: int) -> nn.Module:
+    """The encoder named by ``cfg.encoder``; its ``embed_dim`` attribute is ``cfg.embed_dim``."""
+    try:
+        cls = ENCODERS[cfg.encoder]
+    except KeyError:
+        raise ValueError(
+            f"unknown encoder {cfg.encoder!r}; choose one of: {', '.join(sorted(ENCODERS))}"
+        ) from None
+    return cls.from_config(cfg, n_mels)

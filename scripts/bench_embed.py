@@ -1,0 +1,280 @@
+"""Benchmark: speed and memory of embedding extraction with ECAPA-TDNN C=512 (80 mels, 192-dim).
+
+Measures, with the same audio and ``torch.set_num_threads(--threads)`` on both sides:
+
+* real-time factor (seconds of audio per second of compute) of ``audiocl.embed.Embedder``
+  (Fbank + ECAPA, length-bucketed batches, chunking of long audio) for a batch of 3 s
+  utterances and a batch of 60 s utterances;
+* peak resident memory (``ru_maxrss`` of a fresh process: imports, model and all) of embedding
+  one 10-minute file from disk (decode + embed);
+* the same with SpeechBrain 1.1.2's ``EncoderClassifier.encode_batch`` path (``Fbank`` ->
+  sentence mean normalisation -> ``ECAPA_TDNN(channels=[512]*4 + [1536])``), run through another
+  interpreter (``--sb-python``, default ``$AUDIOCL_SB_PYTHON``) because SpeechBrain needs
+  torchaudio, which audiocl does not use.
+
+Both models have random-init weights (speed does not depend on the weights; nothing is
+downloaded); the audio is seeded noise shaped like speech (compute does not depend on content).
+Timings are the best of ``--repeats`` runs after one warm-up (the machine may be shared).
+
+    python scripts/bench_embed.py [--sb-python /work/sbenv/venv/bin/python] [--threads 2]
+
+Target: audiocl >= 1.2x SpeechBrain's real-time factor; the 10-minute file under 1 GB peak.
+Prints a table, then one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+SR = 16000
+CASES = {"3s": (3.0, 32), "60s": (60.0, 4)}  # name -> (seconds per utterance, batch size)
+LONG_SECONDS = 600.0
+
+
+def make_audio(seconds: float, count: int, seed: int) -> np.ndarray:
+    """``(count, S)`` float32: seeded noise with a syllable-rate envelope."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t)
+    return (0.05 * rng.standard_normal((count, n)) * env).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------- ours
+
+
+def build_ours():
+    import torch
+
+    from audiocl.config import Config
+    from audiocl.embed import Embedder
+    from audiocl.features import Fbank
+    from audiocl.models import build_encoder
+
+    cfg = Config()
+    cfg.model.channels, cfg.model.embed_dim = 512, 192
+    torch.manual_seed(0)
+    fbank = Fbank.from_config(cfg.features, SR)
+    encoder = build_encoder(cfg.model, cfg.features.n_mels)
+    return Embedder(fbank, encoder, SR)
+
+
+def time_ours(audio_files: dict[str, Path], repeats: int) -> dict:
+    import torch
+
+    emb = build_ours()
+    out = {}
+    for name, path in audio_files.items():
+        waves = [torch.from_numpy(w) for w in np.load(path)]
+        emb.embed_waves(waves[:2])  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            emb.embed_waves(waves)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = sum(w.numel() for w in waves) / SR / best
+    return out
+
+
+def memory_ours(path: str) -> dict:
+    """Runs in a fresh process: peak RSS of loading the model and embedding ``path``."""
+    import resource
+
+    emb = build_ours()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    emb.embed_file(path)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"peak_mb": peak, "before_mb": base, "seconds": seconds}
+
+
+# --------------------------------------------------------------------------- SpeechBrain
+
+SB_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import numpy as np
+    import torch
+    args = json.loads(sys.argv[1])
+    torch.set_num_threads(args["threads"])
+    from speechbrain.lobes.features import Fbank
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+    from speechbrain.processing.features import InputNormalization
+    import speechbrain
+    torch.manual_seed(0)
+    fbank = Fbank(n_mels=80).eval()
+    norm = InputNormalization(norm_type="sentence", std_norm=False).eval()
+    model = ECAPA_TDNN(80, lin_neurons=192, channels=[512, 512, 512, 512, 1536]).eval()
+
+    @torch.inference_mode()
+    def encode_batch(wavs):  # EncoderClassifier.encode_batch without a download
+        lens = torch.ones(wavs.shape[0])
+        feats = norm(fbank(wavs), lens)
+        return model(feats, lens)
+
+    out = {"version": speechbrain.__version__, "torch": torch.__version__, "rtf": {}}
+    if args.get("memory"):
+        import soundfile as sf
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        t0 = time.perf_counter()
+        wave, sr = sf.read(args["memory"], dtype="float32")
+        encode_batch(torch.from_numpy(wave)[None])
+        out["memory"] = {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                         "before_mb": base, "seconds": time.perf_counter() - t0}
+    else:
+        for name, path in args["audio"].items():
+            wavs = torch.from_numpy(np.load(path))
+            encode_batch(wavs[:2])
+            best = float("inf")
+            for _ in range(args["repeats"]):
+                t0 = time.perf_counter()
+                encode_batch(wavs)
+                best = min(best, time.perf_counter() - t0)
+            out["rtf"][name] = wavs.numel() / 16000 / best
+    print(json.dumps(out))
+    """
+)
+
+
+def run_sb(python: str, payload: dict, timeout: float = 900) -> dict:
+    proc = subprocess.run(
+        [python, "-c", SB_SCRIPT, json.dumps(payload)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"SpeechBrain run failed ({python}): {tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child(argv: list[str], timeout: float = 900) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, *argv], capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--sb-python",
+        default=os.environ.get("AUDIOCL_SB_PYTHON"),
+        help="Python interpreter with speechbrain 1.1.2 + torchaudio (default $AUDIOCL_SB_PYTHON)",
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-sb-memory", action="store_true", help="skip SpeechBrain's 10-min run")
+    p.add_argument("--_child", choices=("time", "memory"), help=argparse.SUPPRESS)
+    p.add_argument("--_arg", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args._child == "time":
+        print(json.dumps(time_ours(json.loads(args._arg), args.repeats)))
+        return 0
+    if args._child == "memory":
+        print(json.dumps(memory_ours(args._arg)))
+        return 0
+
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for k, (name, (seconds, count)) in enumerate(CASES.items()):
+            files[name] = str(Path(tmp) / f"{name}.npy")
+            np.save(files[name], make_audio(seconds, count, seed=k))
+        long_path = str(Path(tmp) / "long.flac")
+        sf.write(long_path, make_audio(LONG_SECONDS, 1, seed=9)[0], SR, subtype="PCM_16")
+
+        ours = run_child(
+            [
+                "--_child",
+                "time",
+                "--_arg",
+                json.dumps(files),
+                "--threads",
+                str(args.threads),
+                "--repeats",
+                str(args.repeats),
+            ]
+        )
+        ours_mem = run_child(
+            ["--_child", "memory", "--_arg", long_path, "--threads", str(args.threads)]
+        )
+        sb, sb_mem, sb_note = None, None, None
+        if not args.sb_python:
+            sb_note = "SpeechBrain skipped: pass --sb-python or set AUDIOCL_SB_PYTHON"
+        elif not Path(args.sb_python).exists():
+            sb_note = f"SpeechBrain skipped: {args.sb_python} does not exist"
+        else:
+            try:
+                base = {"threads": args.threads, "repeats": args.repeats, "audio": files}
+                sb = run_sb(args.sb_python, base)
+                if not args.no_sb_memory:
+                    sb_mem = run_sb(args.sb_python, {**base, "memory": long_path})["memory"]
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                sb_note = f"SpeechBrain skipped: {e}"
+
+    print(
+        f"embedding extraction, ECAPA-TDNN C=512 (random init), {args.threads} threads, "
+        f"best of {args.repeats}"
+    )
+    print(f"{'case':<34}{'audiocl':>12}{'SpeechBrain':>14}{'ratio':>8}")
+    result = {"threads": args.threads, "ours_rtf": ours, "sb_rtf": None, "speedup": None}
+    for name, (seconds, count) in CASES.items():
+        label = f"RTF, {count} x {seconds:g} s utterances"
+        if sb:
+            r = ours[name] / sb["rtf"][name]
+            result.setdefault("speedup", {})
+            result["speedup"] = {**(result["speedup"] or {}), name: round(r, 3)}
+            print(f"{label:<34}{ours[name]:>11.1f}x{sb['rtf'][name]:>13.1f}x{r:>7.2f}x")
+        else:
+            print(f"{label:<34}{ours[name]:>11.1f}x{'-':>14}{'-':>8}")
+    sb_peak = f"{sb_mem['peak_mb']:.0f} MB" if sb_mem else "-"
+    sb_before = f"{sb_mem['before_mb']:.0f} MB" if sb_mem else "-"
+    sb_secs = f"{sb_mem['seconds']:.1f} s" if sb_mem else "-"
+    print(f"{'peak RSS, 10-min file (process)':<34}{ours_mem['peak_mb']:>9.0f} MB{sb_peak:>14}")
+    print(f"{'  of which before embedding':<34}{ours_mem['before_mb']:>9.0f} MB{sb_before:>14}")
+    print(f"{'  10-min file wall time':<34}{ours_mem['seconds']:>10.1f} s{sb_secs:>14}")
+    if sb:
+        print(
+            f"SpeechBrain {sb['version']} on torch {sb['torch']}; audiocl on torch "
+            f"{torch.__version__}"
+        )
+    if sb_note:
+        print(sb_note)
+    result.update(
+        ours_rtf={k: round(v, 1) for k, v in ours.items()},
+        sb_rtf={k: round(v, 1) for k, v in sb["rtf"].items()} if sb else None,
+        ours_long_peak_mb=round(ours_mem["peak_mb"]),
+        ours_long_seconds=round(ours_mem["seconds"], 2),
+        sb_long_peak_mb=round(sb_mem["peak_mb"]) if sb_mem else None,
+        target_speedup_met=(min(result["speedup"].values()) >= 1.2) if sb else None,
+        target_memory_met=ours_mem["peak_mb"] < 1024,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

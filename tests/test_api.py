@@ -1,0 +1,120 @@
+"""The Python API: audiocl.load_model, Model.embed/verify/store/evaluate, lazy exports."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import audiocl
+from audiocl import checkpoint
+from audiocl.config import Config, to_dict
+from audiocl.errors import AudioError, StoreError
+from audiocl.models import build_encoder
+from audiocl.synth import synthesize_corpus
+
+
+def make_tiny_model(path, seed=0):
+    cfg = Config()
+    cfg.model.channels, cfg.model.embed_dim, cfg.features.n_mels = 32, 16, 40
+    torch.manual_seed(seed)
+    encoder = build_encoder(cfg.model, cfg.features.n_mels)
+    state = {k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
+    checkpoint.save(path, checkpoint.make_model_file(state, to_dict(cfg), step=0))
+    return path
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api")
+    data = synthesize_corpus(root / "data", speakers=3, utterances=3, duration=(1.0, 1.5))
+    files = sorted(str(p) for p in data.rglob("*.flac"))
+    return {"data": data, "files": files, "model_path": make_tiny_model(root / "model.pt")}
+
+
+@pytest.fixture
+def model(assets, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOCL_HOME", str(tmp_path / "home"))
+    path = tmp_path / "model.pt"
+    path.write_bytes(assets["model_path"].read_bytes())
+    return audiocl.load_model(path)
+
+
+def test_import_is_light():
+    code = "import sys, audiocl; assert 'torch' not in sys.modules; print(audiocl.__version__)"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    assert callable(audiocl.load_model) and audiocl.SpeakerStore.__name__ == "SpeakerStore"
+    with pytest.raises(AttributeError):
+        audiocl.no_such_thing  # noqa: B018
+
+
+def test_embed_path_and_waveform(model, assets):
+    import soundfile as sf
+
+    f = assets["files"][0]
+    e = model.embed(f)
+    assert e.shape == (16,) and e.dtype == np.float32
+    assert np.linalg.norm(e) == pytest.approx(1.0, abs=1e-5)
+    wave, sr = sf.read(f, dtype="float32")
+    np.testing.assert_allclose(model.embed(wave), e, atol=1e-5)
+    np.testing.assert_allclose(model.embed(torch.from_numpy(wave), sample_rate=sr), e, atol=1e-5)
+    # another rate is resampled to the model's
+    slow = model.embed(wave[::2].copy(), sample_rate=8000)
+    assert slow.shape == (16,) and float(slow @ e) > 0.9
+    with pytest.raises(AudioError):
+        model.embed(np.full(16000, np.nan, dtype=np.float32))
+    many = model.embed_many(assets["files"][:3])
+    np.testing.assert_allclose(many[0], e, atol=1e-5)
+
+
+def test_verify_thresholds(model, assets):
+    a, b = assets["files"][:2]
+    r = model.verify(a, b)
+    assert -1 <= r.score <= 1 and r.same is None and r.threshold is None
+    assert r.threshold_source == "none" and r.decision == "unknown"
+    r = model.verify(a, b, threshold=-1.0)
+    assert r.same is True and r.threshold_source == "argument"
+    assert model.verify(a, b, threshold=1.5).to_dict()["decision"] == "different"
+
+
+def test_store_enroll_identify(model, assets, tmp_path):
+    speakers = model.store(tmp_path / "s.db")
+    f = assets["files"]
+    speakers.enroll("alice", f[0:2])
+    speakers.enroll("bob", f[3])
+    assert len(speakers) == 2 and "alice" in speakers
+    assert speakers.list()[0].count == 2
+    ranking = speakers.identify(f[3], top=2)
+    assert ranking[0][0] == "bob" and ranking[0][1] == pytest.approx(1.0, abs=1e-4)
+    assert speakers.verify("bob", f[3], threshold=0.5).same is True
+    speakers.rename("bob", "carol")
+    speakers.remove("alice")
+    assert [r.name for r in speakers.list()] == ["carol"]
+    # the default store lives under AUDIOCL_HOME
+    assert model.store().path.parent.name == "home"
+    with pytest.raises(StoreError):
+        speakers.verify("nobody", f[0])
+
+
+def test_evaluate_and_calibrate(model, assets, tmp_path):
+    report = model.evaluate(assets["data"] / "trials.txt", assets["data"], out=tmp_path / "ev")
+    assert set(report["raw"]) >= {"eer", "min_dcf_0.01", "min_dcf_0.05", "n_target"}
+    assert (tmp_path / "ev" / "det.png").is_file()
+    report2 = model.evaluate(assets["data"] / "trials.txt", assets["data"], cohort=assets["data"])
+    assert report2["files"]["cached"] == 9 and report2["as_norm"] is not None
+    cal = model.calibrate(report["raw"], trials="trials.txt")
+    r = model.verify(*assets["files"][:2])
+    assert r.threshold == pytest.approx(cal["eer_threshold"]) and r.same is not None
+    assert r.threshold_source.startswith("calibration (eer")
+    # and the file on disk carries it
+    assert audiocl.load_model(model.path).calibration["threshold"] == pytest.approx(
+        cal["threshold"]
+    )
+
+
+def test_load_default_model(assets, monkeypatch, tmp_path):
+    monkeypatch.setenv("AUDIOCL_HOME", str(tmp_path))
+    monkeypatch.setenv("AUDIOCL_MODEL", str(assets["model_path"]))
+    m = audiocl.load_model()
+    assert m.source == "AUDIOCL_MODEL" and m.model_id

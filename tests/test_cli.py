@@ -1,0 +1,230 @@
+"""End-to-end CLI: embed, enroll, speakers, verify, identify, eval (over a tiny random model)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from audiocl import checkpoint
+from audiocl.cli import COMMANDS, main
+from audiocl.config import Config, to_dict
+from audiocl.models import build_encoder
+from audiocl.synth import synthesize_corpus
+
+
+def make_tiny_model(path, seed=0):
+    """A small untrained ECAPA (C=32, 40 mels, 16-dim) saved as a model file."""
+    cfg = Config()
+    cfg.model.channels, cfg.model.embed_dim, cfg.features.n_mels = 32, 16, 40
+    torch.manual_seed(seed)
+    encoder = build_encoder(cfg.model, cfg.features.n_mels)
+    state = {k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
+    checkpoint.save(path, checkpoint.make_model_file(state, to_dict(cfg), step=0))
+    return path
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = synthesize_corpus(root / "data", speakers=4, utterances=3, duration=(1.0, 1.5))
+    return {
+        "root": root,
+        "data": data,
+        "model": make_tiny_model(root / "model.pt", seed=0),
+        "other_model": make_tiny_model(root / "other.pt", seed=1),
+    }
+
+
+@pytest.fixture
+def env(assets, tmp_path, monkeypatch):
+    """A fresh AUDIOCL_HOME and a private copy of the model (eval --calibrate rewrites it)."""
+    monkeypatch.setenv("AUDIOCL_HOME", str(tmp_path / "home"))
+    model = tmp_path / "model.pt"
+    shutil.copy(assets["model"], model)
+    monkeypatch.setenv("AUDIOCL_MODEL", str(model))
+    monkeypatch.chdir(tmp_path)
+    return {**assets, "model": model, "tmp": tmp_path}
+
+
+def wav(env, spk, k):
+    """Utterance ``k`` of speaker ``spk`` (sorted order of the synthetic corpus)."""
+    files = sorted((env["data"] / f"spk{spk:04d}").rglob("*.flac"))
+    return str(files[k])
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, *argv):
+    code, out, err = run(capsys, *argv, "--json")
+    return code, json.loads(out)
+
+
+def test_help_for_every_command(capsys):
+    for argv in (["--help"], *([name, "--help"] for name in COMMANDS), ["speakers", "list", "-h"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0, argv
+    assert "exit codes" in capsys.readouterr().out
+
+
+def test_embed_files_and_list(env, capsys):
+    files = [wav(env, 0, 0), wav(env, 1, 0)]
+    (env["tmp"] / "list.txt").write_text("# files\n" + files[1] + "\n\n")
+    code, out, _ = run(capsys, "embed", files[0], "--list", "list.txt", "--out", "e.npz")
+    assert code == 0 and "model:" in out and "from AUDIOCL_MODEL" in out
+    with np.load(env["tmp"] / "e.npz", allow_pickle=False) as z:
+        assert z["ids"].tolist() == files
+        assert z["embeddings"].shape == (2, 16) and z["embeddings"].dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(z["embeddings"], axis=1), 1, atol=1e-5)
+        assert str(z["model_id"]) == checkpoint.load(env["model"])["model_id"]
+    code, info = run_json(capsys, "embed", files[0], "--out", "one.npz")
+    assert code == 0 and info["count"] == 1 and info["dim"] == 16
+
+
+def test_enroll_add_replace_and_manage_speakers(env, capsys):
+    a = [wav(env, 0, k) for k in range(3)]
+    code, info = run_json(capsys, "enroll", a[0], a[1], "--name", "alice")
+    assert code == 0 and info["action"] == "enrolled" and info["speaker"]["count"] == 2
+    code, info = run_json(capsys, "enroll", a[2], "--name", "alice")
+    assert info["action"] == "added to" and info["speaker"]["count"] == 3
+    code, info = run_json(capsys, "enroll", a[2], "--name", "alice", "--replace")
+    assert info["action"] == "replaced" and info["speaker"]["count"] == 1
+    code, out, _ = run(capsys, "enroll", wav(env, 1, 0), "--name", "bob")
+    assert code == 0 and "enrolled 'bob'" in out
+
+    code, info = run_json(capsys, "speakers", "list")
+    assert [s["name"] for s in info["speakers"]] == ["alice", "bob"]
+    code, out, _ = run(capsys, "speakers", "rename", "bob", "carol")
+    assert code == 0 and "carol" in out
+    code, out, _ = run(capsys, "speakers", "remove", "alice")
+    assert code == 0
+    code, out, _ = run(capsys, "speakers", "list")
+    assert "carol" in out and "alice" not in out
+    code, _, err = run(capsys, "speakers", "remove", "nobody")
+    assert code == 5 and len(err.strip().splitlines()) == 1 and "nobody" in err
+
+
+def test_verify_threshold_sources_and_exit_codes(env, capsys):
+    a, b = wav(env, 0, 0), wav(env, 0, 1)
+    code, out, _ = run(capsys, "verify", a, b)
+    assert code == 4  # never calibrated: no decision, but the score is shown
+    assert "score:" in out and "no calibrated threshold" in out and "unknown" in out
+    code, r = run_json(capsys, "verify", a, b)
+    assert code == 4 and r["same"] is None and r["threshold_source"] == "none"
+    assert -1 <= r["score"] <= 1 and r["model"]["source"] == "AUDIOCL_MODEL"
+    code, r = run_json(capsys, "verify", a, b, "--threshold", "-1")
+    assert code == 0 and r["same"] is True and r["threshold_source"] == "--threshold"
+    code, out, _ = run(capsys, "verify", a, b, "--threshold", "1.01")
+    assert code == 1 and "different" in out and "from --threshold" in out
+
+    run(capsys, "enroll", a, "--name", "alice")
+    code, r = run_json(capsys, "verify", "--speaker", "alice", b, "--threshold", "-1")
+    assert code == 0 and r["speaker"] == "alice" and r["decision"] == "same"
+    code, _, err = run(capsys, "verify", a)
+    assert code == 2 and "two recordings" in err
+
+
+def test_identify_ranks_top(env, capsys):
+    for spk, name in ((0, "alice"), (1, "bob"), (2, "carol")):
+        run(capsys, "enroll", wav(env, spk, 0), "--name", name)
+    code, r = run_json(capsys, "identify", wav(env, 1, 0), "--top", "2")
+    assert code == 0 and len(r["candidates"]) == 2
+    assert r["candidates"][0]["speaker"] == "bob"  # its own enrolment file
+    assert r["candidates"][0]["score"] >= r["candidates"][1]["score"]
+    assert r["match"] is None and r["threshold"] is None
+    code, out, _ = run(capsys, "identify", wav(env, 1, 0), "--threshold", "0.5")
+    assert code == 0 and "match: bob" in out
+
+
+def test_eval_cache_cohort_calibrate_then_verify(env, capsys):
+    trials = env["data"] / "trials.txt"
+    code, out, _ = run(
+        capsys, "eval", "--trials", trials, "--audio-root", env["data"], "--out", "ev1"
+    )
+    assert code == 0 and "EER" in out and "minDCF(0.01)" in out and "12 embedded" in out
+    for name in ("scores.txt", "metrics.json", "det.png", "scores.png"):
+        assert (env["tmp"] / "ev1" / name).stat().st_size > 0
+    m = json.loads((env["tmp"] / "ev1" / "metrics.json").read_text())
+    assert m["raw"]["n_target"] + m["raw"]["n_nontarget"] == m["n_trials"]
+    assert 0 <= m["raw"]["eer"] <= 1 and m["as_norm"] is None
+    assert len((env["tmp"] / "ev1" / "scores.txt").read_text().splitlines()) == m["n_trials"] + 1
+
+    # second run: every embedding from the cache; AS-Norm beside raw; calibration stored
+    code, r = run_json(
+        capsys,
+        "eval",
+        "--trials",
+        trials,
+        "--audio-root",
+        env["data"],
+        "--out",
+        "ev2",
+        "--cohort",
+        env["data"],
+        "--top-k",
+        "5",
+        "--calibrate",
+    )
+    assert code == 0 and r["files"]["embedded"] == 0 and r["files"]["cached"] == 12
+    assert r["as_norm"]["n_target"] == r["raw"]["n_target"] and r["cohort"]["size"] == 12
+    assert r["cohort"]["top_k"] == 5
+    cal = checkpoint.load(env["model"])["calibration"]
+    assert cal["threshold"] == pytest.approx(r["raw"]["eer_threshold"])
+    assert len((env["tmp"] / "ev2" / "scores.txt").read_text().splitlines()[1].split()) == 5
+
+    code, out, _ = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1))
+    assert code in (0, 1) and "from calibration (eer" in out
+    code, r = run_json(
+        capsys, "verify", wav(env, 0, 0), wav(env, 0, 1), "--operating-point", "min_dcf_0.01"
+    )
+    assert r["threshold"] == pytest.approx(cal["min_dcf_0.01_threshold"])
+    assert r["same"] == (r["score"] >= r["threshold"]) and code == (0 if r["same"] else 1)
+
+
+def test_eval_bad_file_stops_or_is_skipped(env, capsys):
+    data = env["tmp"] / "data"
+    shutil.copytree(env["data"], data)
+    bad = sorted((data / "spk0001").rglob("*.flac"))[0]
+    bad.write_bytes(b"garbage")
+    args = ["eval", "--trials", data / "trials.txt", "--audio-root", data, "--out", "ev"]
+    code, _, err = run(capsys, *args)
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    rel = bad.relative_to(data).as_posix()
+    assert str(bad) in err and "trials.txt:line" in err and rel in err
+    code, r = run_json(capsys, *args, "--skip-bad")
+    n_bad = sum(rel in line.split() for line in (data / "trials.txt").read_text().splitlines())
+    assert code == 0 and r["skipped_trials"] == n_bad > 0
+    assert r["n_trials"] == r["n_trials_listed"] - n_bad
+    assert r["bad_files"][0]["file"] == rel
+
+
+def test_bad_audio_is_one_line_exit_3(env, capsys):
+    missing = env["tmp"] / "nope.wav"
+    code, out, err = run(capsys, "verify", wav(env, 0, 0), missing, "--threshold", "0")
+    assert code == 3 and str(missing) in err and len(err.strip().splitlines()) == 1
+    (env["tmp"] / "empty.wav").write_bytes(b"")
+    code, _, err = run(capsys, "embed", env["tmp"] / "empty.wav", "--out", "x.npz")
+    assert code == 3 and "empty.wav" in err
+
+
+def test_store_of_another_model_is_refused(env, capsys):
+    run(capsys, "enroll", wav(env, 0, 0), "--name", "alice")
+    other = env["other_model"]
+    code, _, err = run(capsys, "identify", wav(env, 0, 1), "--model", other)
+    assert code == 5 and "another store" in err
+    code, _, err = run(capsys, "verify", "--speaker", "alice", wav(env, 0, 1), "--model", other)
+    assert code == 5
+    code, _, err = run(capsys, "enroll", wav(env, 1, 0), "--name", "bob", "--model", other)
+    assert code == 5 and len(err.strip().splitlines()) == 1
+
+
+def test_no_model_anywhere_is_exit_4(env, capsys, monkeypatch):
+    monkeypatch.delenv("AUDIOCL_MODEL")
+    code, _, err = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1))
+    assert code == 4 and "audiocl quickstart" in err

@@ -1,0 +1,184 @@
+"""The training loop: a run produces a usable model, resumes exactly after a kill, and stays
+in sync across 2 gloo processes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from audiocl import checkpoint
+from audiocl.config import load_config
+from audiocl.synth import synthesize_corpus
+from audiocl.train import Trainer, find_checkpoints, fit
+
+TINY = [
+    "model.channels=64",
+    "model.embed_dim=32",
+    "objective.head_hidden=32",
+    "objective.head_dim=16",
+    "data.crop_seconds=0.5",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "augment.speed_p=0.5",
+    "optim.warmup_steps=2",
+    "train.log_every=2",
+    "train.deterministic=true",
+    "train.threads=1",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    synthesize_corpus(
+        root / "train", speakers=6, utterances=3, seed=3, duration=(0.8, 1.5), trials=False
+    )
+    synthesize_corpus(
+        root / "dev", speakers=3, utterances=2, seed=4, duration=(0.8, 1.2), speaker_offset=6
+    )
+    return root
+
+
+def tiny_config(corpus, *extra):
+    return load_config(
+        None,
+        [
+            f"data.root={corpus}",
+            "data.sources=[{path: train, labelled: true}]",
+            *TINY,
+            *extra,
+        ],
+    )
+
+
+def params(run_dir):
+    data = checkpoint.load(run_dir / "model.pt")
+    return data["encoder"], data["step"]
+
+
+def test_fit_writes_model_metrics_and_config(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOCL_HOME", str(tmp_path / "home"))
+    cfg = tiny_config(
+        corpus,
+        "train.steps=4",
+        "train.ckpt_every=2",
+        "objective.aam_weight=1.0",
+        "objective.margin_warmup_steps=2",
+        "train.dev_trials=dev/trials.txt",
+        "train.dev_every=4",
+    )
+    run = fit(cfg, tmp_path / "run", quiet=True)
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == [2, 4]
+    assert all(r["loss"] > 0 and r["utt_per_s"] > 0 for r in steps)
+    dev = [r for r in records if "dev_eer" in r]
+    assert len(dev) == 1 and 0.0 <= dev[0]["dev_eer"] <= 1.0
+    assert (run / "config.yaml").is_file()
+    assert [p.name for p in find_checkpoints(run)] == ["ckpt-0000002.pt", "ckpt-0000004.pt"]
+    assert (run / "checkpoints" / "best.pt").is_file()
+    model = checkpoint.load(run / "model.pt")
+    assert model["format"] == checkpoint.MODEL_FORMAT and model["step"] == 4
+    assert (tmp_path / "home" / "last_model").read_text().strip() == str(
+        (run / "model.pt").resolve()
+    )
+
+
+def test_existing_run_needs_resume(corpus, tmp_path):
+    cfg = tiny_config(corpus, "train.steps=2", "train.ckpt_every=2")
+    fit(cfg, tmp_path / "run", quiet=True)
+    from audiocl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(cfg, tmp_path / "run", quiet=True)
+
+
+@pytest.mark.parametrize("contrastive", ["moco", "simclr"])
+def test_killed_run_resumes_exactly(corpus, tmp_path, contrastive):
+    steps = 24
+    extra = [
+        f"train.steps={steps}",
+        "train.ckpt_every=2",
+        f"objective.contrastive={contrastive}",
+        "objective.moco_queue=16",
+        "objective.aam_weight=0.5",
+        "objective.margin_warmup_steps=10",
+    ]
+    fit(tiny_config(corpus, *extra), tmp_path / "straight", quiet=True)
+
+    run = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "audiocl",
+        "train",
+        "--config",
+        "none",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
+    cfg_path = tmp_path / "c.yaml"
+    from audiocl.config import save_config
+
+    save_config(tiny_config(corpus, *extra), cfg_path)
+    cmd[cmd.index("none")] = str(cfg_path)
+    env = {**os.environ, "AUDIOCL_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 120
+    while not find_checkpoints(run) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = checkpoint.load(find_checkpoints(run)[-1])["step"]
+    assert killed_at < steps, "the run finished before it could be killed"
+
+    fit(load_config(cfg_path), run, resume=True, quiet=True)
+    a, step_a = params(tmp_path / "straight")
+    b, step_b = params(run)
+    assert step_a == step_b == steps
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+def _ddp_worker(rank, world, port, cfg, out):
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
+    trainer = Trainer(cfg, out / "run", quiet=True)
+    trainer.run()
+    params = {k: v.detach() for k, v in trainer.module.named_parameters()}
+    torch.save(params, out / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_keep_replicas_identical(corpus, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tiny_config(
+        corpus,
+        "train.steps=3",
+        "train.ckpt_every=3",
+        "objective.aam_weight=1.0",
+        "objective.contrastive=moco",
+        "objective.moco_queue=16",
+    )
+    mp.spawn(_ddp_worker, args=(2, port, cfg, tmp_path), nprocs=2, join=True)
+    s0 = torch.load(tmp_path / "rank0.pt")
+    s1 = torch.load(tmp_path / "rank1.pt")
+    assert s0.keys() == s1.keys()
+    for name in s0:
+        torch.testing.assert_close(s0[name], s1[name], rtol=0, atol=0, msg=name)
+    assert checkpoint.load(tmp_path / "run" / "model.pt")["step"] == 3
