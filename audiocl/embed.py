@@ -5,6 +5,10 @@ Long audio is cut into chunks of at most ``chunk_seconds`` whose embeddings are 
 utterances of equal *bucket length*: each utterance is centre-trimmed to the largest length of
 a fixed geometric grid (steps of 2%) not above its own, so an embedding never depends on which
 other files shared its batch, and at most 2% of an utterance is dropped.
+
+Batches hold about ``batch_seconds`` (20 s) of audio: on CPU, ECAPA C=512 runs about 1.3x faster
+with 20 s batches than with 120 s ones (activations of a few MB stay in cache, and large
+allocations are not page-faulted in afresh on every forward pass).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class Embedder:
         sample_rate: int = 16000,
         device: str | torch.device = "cpu",
         chunk_seconds: float = 30.0,
-        batch_seconds: float = 120.0,
+        batch_seconds: float = 20.0,
         model_id: str = "",
         min_seconds: float = 0.1,
     ):

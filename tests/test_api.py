@@ -20,8 +20,7 @@ def make_tiny_model(path, seed=0):
     cfg.model.channels, cfg.model.embed_dim, cfg.features.n_mels = 32, 16, 40
     torch.manual_seed(seed)
     encoder = build_encoder(cfg.model, cfg.features.n_mels)
-    state = {k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
-    checkpoint.save(path, checkpoint.make_model_file(state, to_dict(cfg), step=0))
+    checkpoint.save(path, checkpoint.make_model_file(encoder.state_dict(), to_dict(cfg), step=0))
     return path
 
 

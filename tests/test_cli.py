@@ -20,8 +20,7 @@ def make_tiny_model(path, seed=0):
     cfg.model.channels, cfg.model.embed_dim, cfg.features.n_mels = 32, 16, 40
     torch.manual_seed(seed)
     encoder = build_encoder(cfg.model, cfg.features.n_mels)
-    state = {k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")}
-    checkpoint.save(path, checkpoint.make_model_file(state, to_dict(cfg), step=0))
+    checkpoint.save(path, checkpoint.make_model_file(encoder.state_dict(), to_dict(cfg), step=0))
     return path
 
 
@@ -228,3 +227,25 @@ def test_no_model_anywhere_is_exit_4(env, capsys, monkeypatch):
     monkeypatch.delenv("AUDIOCL_MODEL")
     code, _, err = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1))
     assert code == 4 and "audiocl quickstart" in err
+
+
+def test_calibrate_refuses_a_training_checkpoint(env, capsys):
+    data = checkpoint.load(env["model"])
+    data["format"] = checkpoint.CHECKPOINT_FORMAT
+    ckpt = env["tmp"] / "ckpt.pt"
+    checkpoint.save(ckpt, data)
+    trials = env["data"] / "trials.txt"
+    code, _, err = run(
+        capsys,
+        "eval",
+        "--trials",
+        trials,
+        "--audio-root",
+        env["data"],
+        "--model",
+        ckpt,
+        "--calibrate",
+        "--out",
+        "ev",
+    )
+    assert code == 4 and "model file" in err and not (env["tmp"] / "ev").exists()

@@ -78,13 +78,13 @@ def db_path(args):
     return Path(args.db) if args.db else default_store_path()
 
 
-def threshold_line(v) -> str:
-    if v.threshold is None:
+def threshold_line(threshold: float | None, source: str) -> str:
+    if threshold is None:
         return (
             "threshold: none (this model has no calibrated threshold: pass --threshold, "
             "or run `audiocl eval --calibrate` on a trial list)"
         )
-    return f"threshold: {v.threshold:.4f} (from {v.threshold_source})"
+    return f"threshold: {threshold:.4f} (from {source})"
 
 
 def print_json(obj) -> None:

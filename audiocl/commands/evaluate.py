@@ -77,6 +77,15 @@ def run(args) -> int:
     from ..evaluation import EmbeddingCache, default_cache_dir, run_evaluation, write_report
 
     model = _common.load_model(args)
+    if args.calibrate:  # fail before the evaluation, not after it
+        from ..checkpoint import MODEL_FORMAT, load
+        from ..errors import ModelError
+
+        if load(model.path)["format"] != MODEL_FORMAT:
+            raise ModelError(
+                f"{model.path}: --calibrate stores thresholds in a model file (model.pt), "
+                "not in a training checkpoint"
+            )
     if not args.json:
         print(_common.model_line(model))
     cache = None

@@ -60,8 +60,7 @@ def run(args) -> int:
         )
         return 0
     print(_common.model_line(model))
-    v = model.decide(0.0, args.threshold, args.operating_point, "--threshold")
-    print(_common.threshold_line(v))
+    print(_common.threshold_line(threshold, source))
     width = max(len("speaker"), *(len(r["speaker"]) for r in rows))
     print(f"{'rank':>4}  {'speaker':<{width}}  {'score':>7}")
     for r in rows:

@@ -57,7 +57,7 @@ def run(args) -> int:
     print(_common.model_line(model))
     print(what)
     print(f"score: {v.score:.4f}")
-    print(_common.threshold_line(v))
+    print(_common.threshold_line(v.threshold, v.threshold_source))
     print(
         {
             "same": "decision: same speaker",
