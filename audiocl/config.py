@@ -106,12 +106,14 @@ class ModelConfig:
 class ObjectiveConfig:
     """``aam_weight * AAM + contrastive_weight * contrastive``; either weight may be 0.
 
-    ``contrastive``: "simclr", "moco" or "none".
+    ``contrastive``: "simclr", "moco" or "none". ``mask_same_speaker``: in SimCLR, other
+    utterances of an anchor's own (labelled) speaker are not used as its negatives.
     """
 
     contrastive: str = "simclr"
     contrastive_weight: float = 1.0
     temperature: float = 0.1
+    mask_same_speaker: bool = True
     head_hidden: int = 512
     head_dim: int = 128
     moco_queue: int = 4096

@@ -23,7 +23,7 @@ def _no_autocast(device: torch.device):
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-def nt_xent(z: Tensor, temperature: float) -> Tensor:
+def nt_xent(z: Tensor, temperature: float, labels: Tensor | None = None) -> Tensor:
     """NT-Xent (normalised temperature-scaled cross-entropy) over ``V >= 2`` views.
 
     ``z (V, B, D)`` projections (L2-normalised here). Every one of the ``N = V * B`` rows is an
@@ -31,6 +31,9 @@ def nt_xent(z: Tensor, temperature: float) -> Tensor:
     runs over all other ``N - 1`` rows (so every other utterance, in every view, is a negative).
     The loss is the mean over anchors and their positives of ``-log softmax``; for ``V = 2`` it
     is exactly SimCLR's loss. Targets come from the actual shape, so a short batch is fine.
+
+    ``labels (B,)`` (optional, -1 = unknown): other utterances of the anchor's own speaker are
+    taken out of its denominator, since pushing them away would teach the wrong thing.
     """
     if z.dim() != 3 or z.shape[0] < 2:
         raise ValueError(f"nt_xent expects (V >= 2, B, D) projections, got {tuple(z.shape)}")
@@ -39,12 +42,18 @@ def nt_xent(z: Tensor, temperature: float) -> Tensor:
         z = F.normalize(z.float().reshape(views * batch, -1), dim=1)
         logits = (z @ z.t()) / temperature
         n = logits.shape[0]
-        logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), -math.inf)
-        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         # positives of row (v, b): rows (v', b) for v' != v, i.e. indices (v + k) % V * B + b
         rows = torch.arange(n, device=z.device)
         shifts = torch.arange(1, views, device=z.device) * batch
         positives = (rows[:, None] + shifts[None, :]) % n  # (N, V - 1)
+        drop = torch.eye(n, dtype=torch.bool, device=z.device)
+        if labels is not None:
+            lab = labels.to(z.device).repeat(views)
+            same = (lab[:, None] == lab[None, :]) & (lab[:, None] >= 0)
+            same.scatter_(1, positives, False)
+            drop |= same
+        logits = logits.masked_fill(drop, -math.inf)
+        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
         return -log_prob.gather(1, positives).mean()
 
 
@@ -284,6 +293,7 @@ class Objective(nn.Module):
         aam: AAMSoftmax | None = None,
         aam_weight: float = 0.0,
         margin_schedule: MarginSchedule | None = None,
+        mask_same_speaker: bool = True,
     ):
         super().__init__()
         if contrastive not in ("simclr", "moco", "none"):
@@ -304,6 +314,7 @@ class Objective(nn.Module):
         self.aam = aam if aam_weight > 0 else None
         self.aam_weight = float(aam_weight)
         self.margin_schedule = margin_schedule
+        self.mask_same_speaker = mask_same_speaker
         if self.aam is not None and margin_schedule is not None:
             self.aam.margin = margin_schedule(0)
 
@@ -331,7 +342,7 @@ class Objective(nn.Module):
         parts: dict[str, float] = {}
         if self.contrastive == "simclr":
             z = self.head(emb.reshape(views * batch, dim)).reshape(views, batch, -1)
-            c = nt_xent(z, self.temperature)
+            c = nt_xent(z, self.temperature, labels if self.mask_same_speaker else None)
             total = total + self.contrastive_weight * c
             parts["contrastive"] = float(c.detach())
         elif self.contrastive == "moco":
@@ -395,4 +406,5 @@ def build_objective(
         aam=aam,
         aam_weight=cfg.aam_weight if use_aam else 0.0,
         margin_schedule=schedule,
+        mask_same_speaker=cfg.mask_same_speaker,
     )

@@ -255,3 +255,26 @@ def test_objective_margin_schedule_and_state():
     assert int(other.moco.queue_ptr) == 4
     with pytest.raises(ValueError):
         objective(torch.stack([encoder(f) for f in feats]), torch.tensor([0, 1, 2, -1]))
+
+
+def test_nt_xent_drops_same_speaker_negatives():
+    from audiocl.losses import nt_xent
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 4, 8, generator=g)
+    unlabelled = torch.full((4,), -1)
+    # no labels, or all unknown: the plain loss
+    torch.testing.assert_close(nt_xent(z, 0.5, unlabelled), nt_xent(z, 0.5))
+    # utterances 0 and 1 share a speaker: removing that pair from the denominators equals
+    # the loss computed by hand with those logits masked out
+    labels = torch.tensor([3, 3, -1, 7])
+    zn = torch.nn.functional.normalize(z.reshape(8, 8), dim=1)
+    logits = zn @ zn.t() / 0.5
+    mask = torch.eye(8, dtype=torch.bool)
+    for a, b in [(0, 1), (0, 5), (4, 1), (4, 5)]:
+        mask[a, b] = mask[b, a] = True
+    logits = logits.masked_fill(mask, float("-inf"))
+    logp = logits.log_softmax(dim=1)
+    expected = -torch.stack([logp[i, (i + 4) % 8] for i in range(8)]).mean()
+    torch.testing.assert_close(nt_xent(z, 0.5, labels), expected)
+    assert nt_xent(z, 0.5, labels) != nt_xent(z, 0.5)
