@@ -47,7 +47,7 @@ class Verification:
 
     ``score``: cosine in [-1, 1]; ``same``: ``score >= threshold``, or None when no threshold is
     known; ``threshold_source``: where the threshold came from (``"argument"``, ``"--threshold"``,
-    ``"calibration (eer)"``, ...) or ``"none"``.
+    ``"calibration, eer threshold on T"``, ...) or ``"none"``.
     """
 
     score: float
@@ -111,7 +111,7 @@ class Model:
         if value is None:
             return None, "none"
         where = f" on {cal['trials']}" if cal.get("trials") else ""
-        return float(value), f"calibration ({operating_point}{where})"
+        return float(value), f"calibration, {operating_point} threshold{where}"
 
     # ----------------------------------------------------------------------------- embedding
 

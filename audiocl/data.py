@@ -166,23 +166,25 @@ class ViewBatches(torch.utils.data.IterableDataset):
             )
         return self._augment
 
-    def read_views(self, index: int, rng: np.random.Generator, views: int) -> torch.Tensor:
-        """``views`` independent random crops ``(V, S)`` of utterance ``index``."""
+    def read_crops(
+        self, index: int, rng: np.random.Generator, count: int, num_samples: int
+    ) -> torch.Tensor:
+        """``count`` independent random crops ``(count, num_samples)`` of utterance ``index``."""
         utt = self.data.corpus[index]
-        n, sr = self.num_samples, self.cfg.sample_rate
+        sr = self.cfg.sample_rate
         total = int(utt.duration * sr)
-        if total <= 2 * n:
+        if total <= 2 * num_samples:
             # short file: read once, crop (wrap-padding when shorter than a crop) per view
             wave = audio.load(utt.path, sr)
             g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            return torch.stack([random_crop(wave, n, g) for _ in range(views)])
+            return torch.stack([random_crop(wave, num_samples, g) for _ in range(count)])
         out = []
-        for _ in range(views):
-            start = int(rng.integers(0, total - n)) / sr
-            w = audio.load(utt.path, sr, start=start, duration=self.cfg.crop_seconds)
-            if w.numel() < n:  # header durations can be a few samples optimistic
-                w = torch.nn.functional.pad(w, (0, n - w.numel()))
-            out.append(w[:n])
+        for _ in range(count):
+            start = int(rng.integers(0, total - num_samples)) / sr
+            w = audio.load(utt.path, sr, start=start, duration=num_samples / sr)
+            if w.numel() < num_samples:  # header durations can be a few samples optimistic
+                w = torch.nn.functional.pad(w, (0, num_samples - w.numel()))
+            out.append(w[:num_samples])
         return torch.stack(out)
 
     def babble(self, count: int, num_samples: int, generator: torch.Generator) -> torch.Tensor:
@@ -190,14 +192,14 @@ class ViewBatches(torch.utils.data.IterableDataset):
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         rng = np.random.default_rng(seed)
         picks = rng.integers(0, len(self.data.corpus), size=count)
-        waves = [self.read_views(int(i), rng, 1)[0] for i in picks]
-        return torch.stack([w[:num_samples] for w in waves])
+        return torch.cat([self.read_crops(int(i), rng, 1, num_samples) for i in picks])
 
     def make_batch(self, step: int) -> dict:
         idx = self.sampler.indices(step)
         rng = np.random.default_rng([self.seed, 11, self.rank, step])
         views = self.cfg.views
-        wave = torch.stack([self.read_views(int(i), rng, views) for i in idx], dim=1)  # (V, B, S)
+        crops = [self.read_crops(int(i), rng, views, self.num_samples) for i in idx]
+        wave = torch.stack(crops, dim=1)  # (V, B, S)
         if self.augment is not None:
             g = torch.Generator().manual_seed(int(rng.integers(2**62)))
             v, b, s = wave.shape

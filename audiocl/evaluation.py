@@ -29,13 +29,6 @@ def trial_files(trials: list[Trial]) -> list[str]:
     return list(dict.fromkeys(f for t in trials for f in (t.enroll, t.test)))
 
 
-def score_with(emb: np.ndarray, index: dict[str, int], trials: list[Trial]) -> np.ndarray:
-    """Cosine scores ``(N,)`` of ``trials`` from normalised embeddings ``emb (M, D)``."""
-    a = np.fromiter((index[t.enroll] for t in trials), dtype=np.int64, count=len(trials))
-    b = np.fromiter((index[t.test] for t in trials), dtype=np.int64, count=len(trials))
-    return np.einsum("nd,nd->n", emb[a], emb[b])
-
-
 def evaluate_trials(
     fbank: torch.nn.Module,
     encoder: torch.nn.Module,
@@ -49,9 +42,8 @@ def evaluate_trials(
     files = trial_files(trials)
     embedder = Embedder(fbank, encoder, sample_rate, device)
     emb = embedder.embed_files([Path(audio_root) / f for f in files])
-    scores = score_with(emb, {f: i for i, f in enumerate(files)}, trials)
-    labels = np.array([t.label for t in trials])
-    return compute_metrics(scores, labels)
+    enroll, test, labels = trial_indices(trials, {f: i for i, f in enumerate(files)})
+    return compute_metrics(score_pairs(emb, enroll, test), labels)
 
 
 # ------------------------------------------------------------------------ embedding cache

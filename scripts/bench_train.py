@@ -395,7 +395,7 @@ def profile_data(root: Path, objective: str, args) -> dict:
 
         return wrapper
 
-    ds.read_views = timed("read crops (audio.load)", ds.read_views)
+    ds.read_crops = timed("read crops (audio.load)", ds.read_crops)
     comp = ds.augment
     comp.augmentations = [timed(f"augment: {type(a).__name__}", a) for a in comp.augmentations]
     fb, sa = tr.module.fbank.train(), tr.module.specaug.train()

@@ -8,24 +8,12 @@ import pytest
 import torch
 
 import audiocl
-from audiocl import checkpoint
-from audiocl.config import Config, to_dict
 from audiocl.errors import AudioError, StoreError
-from audiocl.models import build_encoder
 from audiocl.synth import synthesize_corpus
 
 
-def make_tiny_model(path, seed=0):
-    cfg = Config()
-    cfg.model.channels, cfg.model.embed_dim, cfg.features.n_mels = 32, 16, 40
-    torch.manual_seed(seed)
-    encoder = build_encoder(cfg.model, cfg.features.n_mels)
-    checkpoint.save(path, checkpoint.make_model_file(encoder.state_dict(), to_dict(cfg), step=0))
-    return path
-
-
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, make_tiny_model):
     root = tmp_path_factory.mktemp("api")
     data = synthesize_corpus(root / "data", speakers=3, utterances=3, duration=(1.0, 1.5))
     files = sorted(str(p) for p in data.rglob("*.flac"))
@@ -105,7 +93,7 @@ def test_evaluate_and_calibrate(model, assets, tmp_path):
     cal = model.calibrate(report["raw"], trials="trials.txt")
     r = model.verify(*assets["files"][:2])
     assert r.threshold == pytest.approx(cal["eer_threshold"]) and r.same is not None
-    assert r.threshold_source.startswith("calibration (eer")
+    assert r.threshold_source.startswith("calibration, eer threshold")
     # and the file on disk carries it
     assert audiocl.load_model(model.path).calibration["threshold"] == pytest.approx(
         cal["threshold"]

@@ -113,6 +113,27 @@ def progress_bar(quiet: bool = False):
     return make, close
 
 
+def open_store(args, model):
+    """The speaker store of ``--db`` for ``model``; refused at once when it holds another
+    model's speakers (before any time is spent on embedding)."""
+    from ..store import SpeakerStore
+
+    store = SpeakerStore(db_path(args), model.model_id)
+    check_store_model(store)
+    return store
+
+
+def add_overrides(p) -> None:
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=0.01 (repeatable)",
+    )
+
+
 def check_store_model(store) -> None:
     """StoreError when ``store`` holds speakers of a model other than ``store.model_id``."""
     from ..errors import StoreError

@@ -28,11 +28,8 @@ def add_arguments(p):
 def run(args) -> int:
     from pathlib import Path
 
-    from ..store import SpeakerStore
-
     model = _common.load_model(args)
-    store = SpeakerStore(_common.db_path(args), model.model_id)
-    _common.check_store_model(store)  # before spending time on embedding
+    store = _common.open_store(args, model)
     existed = args.name in store
     emb = model.embedder.embed_files(args.files)
     record = store.enroll(

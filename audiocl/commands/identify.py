@@ -29,11 +29,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..store import SpeakerStore
-
     model = _common.load_model(args)
-    store = SpeakerStore(_common.db_path(args), model.model_id)
-    _common.check_store_model(store)
+    store = _common.open_store(args, model)
     ranking = store.identify(model.embed(args.file), top=args.top)
     threshold, source = model.threshold(args.threshold, args.operating_point, "--threshold")
     rows = [

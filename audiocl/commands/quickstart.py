@@ -1,5 +1,7 @@
 """``audiocl quickstart``: synthesize voices, train briefly, show the EER before and after."""
 
+from . import _common
+
 HELP = "synthesize a corpus, train the quickstart config, report EER before/after training"
 DESCRIPTION = """Synthesize a training corpus and a corpus of disjoint test speakers, train the
 shipped quickstart config on the training speakers (a few minutes on 2 CPU cores), then report
@@ -15,14 +17,7 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-speakers", type=int, default=100)
     p.add_argument("--test-speakers", type=int, default=20)
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a value of the quickstart config (repeatable)",
-    )
+    _common.add_overrides(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

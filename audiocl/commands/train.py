@@ -1,5 +1,7 @@
 """``audiocl train``: train an encoder from a YAML config."""
 
+from . import _common
+
 HELP = "train a speaker encoder from a YAML config"
 DESCRIPTION = """Train a speaker encoder (contrastive and/or AAM objectives) from a YAML config.
 
@@ -13,14 +15,7 @@ checkpoints/ and model.pt; model.pt becomes the default model of enroll/verify/e
 
 def add_arguments(p):
     p.add_argument("--config", required=True, help="YAML config path or shipped config name")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=0.01 (repeatable)",
-    )
+    _common.add_overrides(p)
     p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
