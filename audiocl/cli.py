@@ -31,7 +31,7 @@ EXIT_CODES = """exit codes:
   1  failure (verify: different speaker)
   2  bad usage or config
   3  bad input data (audio file, corpus, trial list)
-  4  model/checkpoint problem
+  4  model/checkpoint problem (verify: no calibrated threshold and no --threshold)
   5  speaker-store problem
 """
 
