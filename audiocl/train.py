@@ -240,11 +240,13 @@ class Trainer:
 
     def _should_stop(self, started: float) -> bool:
         limit = self.cfg.train.max_minutes
+        # made on the device: under NCCL a reduction of a temporary copy would be lost
         stop = torch.tensor(
-            float(limit > 0 and self.elapsed + time.monotonic() - started >= limit * 60)
+            float(limit > 0 and self.elapsed + time.monotonic() - started >= limit * 60),
+            device=self.device,
         )
         if dist.is_initialized():
-            dist.all_reduce(stop.to(self.device), op=dist.ReduceOp.MAX)
+            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         return bool(stop.item())
 
     def run(self) -> Path:
