@@ -32,6 +32,17 @@ def test_overrides_are_typed_and_nested(tmp_path):
         load_config(None, ["model.chanels=3"])
 
 
+def test_off_is_a_string_and_only_true_false_are_booleans(tmp_path):
+    # YAML 1.1 would turn these into booleans and fail the str check
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  amp: off\ndata:\n  sources: [{path: a, labelled: false}]\n")
+    cfg = load_config(p)
+    assert cfg.train.amp == "off" and cfg.data.sources[0].labelled is False
+    with pytest.raises(ConfigError, match="expected bool"):
+        load_config(None, ["augment.enabled=no"])
+
+
 def test_range_checks():
     with pytest.raises(ConfigError, match="contrastive"):
         load_config(None, ["objective.contrastive=byol"])
