@@ -121,6 +121,12 @@ def find_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``, in the order they were logged."""
+    text = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.default_rng([seed, 3, rank, step]).integers(2**62))
 

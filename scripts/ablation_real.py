@@ -6,7 +6,7 @@ and the best of these without waveform augmentation) and one-at-a-time design ch
 length, views, temperature, noise/reverb probability, margin, learning rate, width, batch),
 then "combined": the best width/shape with every scalar choice that won by at least a point
 (about one standard error of this dev EER). The committed real_cpu recipe is that combination.
-Each model is evaluated on the dev trials, raw and with AS-Norm (cohort: the training files),
+Each model is evaluated on the dev trials, raw and with AS-Norm (cohort: the train/ folder),
 and a Markdown table plus one JSON line are printed.
 
 The budget is ``--minutes`` of training on the reference machine (the team's 2-core CPU). Two
@@ -138,17 +138,9 @@ def combine(results: list[dict], out: Path) -> None:
     (out / "combined.json").write_text(json.dumps(spec, indent=2) + "\n")
 
 
-def cohort_list(data: Path, out: Path) -> Path:
-    """Every training file, sorted, one path a line (the AS-Norm cohort; eval samples 2,000)."""
-    paths = sorted(str(p.resolve()) for p in (data / "train").rglob("*.flac"))
-    path = out / "cohort.txt"
-    path.write_text("\n".join(paths) + "\n", encoding="utf-8")
-    return path
-
-
 def measure(names: list[str], args) -> dict:
     """Seconds per training step of each variant on this machine (``--warmup`` steps skipped)."""
-    from audiocl.train import fit
+    from audiocl.train import fit, read_metrics
 
     rates = json.loads(args.measure.read_text()) if args.measure.is_file() else {}
     rates.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores")
@@ -160,9 +152,7 @@ def measure(names: list[str], args) -> dict:
         cfg = variant_config(name, args.data, [f"train.steps={n}", "train.log_every=1", *args.set])
         with tempfile.TemporaryDirectory() as tmp:
             fit(cfg, Path(tmp) / "run", quiet=True)
-            recs = [
-                json.loads(x) for x in (Path(tmp) / "run/metrics.jsonl").read_text().splitlines()
-            ]
+            recs = read_metrics(Path(tmp) / "run")
         t = {r["step"]: r["elapsed_s"] for r in recs}
         per[name] = round((t[n] - t[args.warmup]) / args.measure_steps, 4)
         print(f"{name:22s} {per[name]:.3f} s/step", flush=True)
@@ -196,7 +186,7 @@ def run_variant(name: str, args, cohort: Path) -> dict:
         extra += [f"train.device={args.device}", "train.amp=off"]
     cfg = variant_config(name, args.data, extra, args.out)
     from audiocl.api import load_model
-    from audiocl.train import fit
+    from audiocl.train import fit, read_metrics
 
     if not (run / "model.pt").is_file():
         t0 = time.monotonic()
@@ -210,7 +200,7 @@ def run_variant(name: str, args, cohort: Path) -> dict:
         out=run / "eval",
         cache=False,
     )
-    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    recs = read_metrics(run)
     result = {
         "variant": name,
         "overrides": overrides_of(name, args.out),
@@ -297,7 +287,7 @@ def main() -> int:
         print(f"no dev trials under {args.data / DEV}: pass --data", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    cohort = cohort_list(args.data, args.out)
+    cohort = args.data / "train"  # eval samples 2,000 of its files (seeded)
     results = run_many(names, args, cohort)
     if not args.only and not args.no_noaug:
         best = min(

@@ -332,7 +332,7 @@ def e2e_run(root: Path, objective: str, workers: int, threads: int, args) -> dic
     median compute-only step / median end-to-end step over all rounds (medians resist bursts of
     load from other users of the machine); per-round fractions and means are reported too.
     """
-    from audiocl.train import Trainer
+    from audiocl.train import Trainer, read_metrics
 
     steps = args.e2e_warmup + args.e2e_steps
     compute, e2e, rounds = [], [], []
@@ -349,7 +349,7 @@ def e2e_run(root: Path, objective: str, workers: int, threads: int, args) -> dic
             cfg = make_config(root, objective, workers, threads, steps, 1)
             run_dir = Path(tmp) / f"run{k}"
             Trainer(cfg, run_dir, quiet=True).run()
-            recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+            recs = read_metrics(run_dir)
             e = [BATCH / r["utt_per_s"] for r in recs if "utt_per_s" in r][args.e2e_warmup :]
             compute += c
             e2e += e

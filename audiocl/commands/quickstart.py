@@ -34,7 +34,7 @@ def run(args) -> int:
     from ..evaluation import evaluate_trials
     from ..fileio import write_text_atomic
     from ..synth import synthesize_corpus
-    from ..train import TrainModule, fit
+    from ..train import TrainModule, fit, read_metrics
 
     out = Path(args.out)
     t0 = time.monotonic()
@@ -87,7 +87,7 @@ def run(args) -> int:
         "trained": {k: after[k] for k in keys},
         "model": str(model_path),
         "trials": str(trials),
-        "steps": json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["step"],
+        "steps": read_metrics(run_dir)[-1]["step"],
         "seconds": round(time.monotonic() - t0, 1),
     }
     write_text_atomic(out / "quickstart.json", json.dumps(result, indent=2) + "\n")
