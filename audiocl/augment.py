@@ -101,7 +101,9 @@ def _pair(values: Sequence[float], name: str) -> tuple[float, float]:
 _BANKS: dict[tuple, object] = {}
 
 
-def _audio_files(folder: Path, what: str) -> list[Path]:
+def _audio_files(folder: Path, what: str, part: str = "all") -> list[Path]:
+    """Audio files under ``folder``; ``part`` "train" or "heldout" keeps that part of
+    ``noise_split.split_names`` (held-out files corrupt the noisy dev set, never training)."""
     from .audio import AUDIO_EXTENSIONS
 
     if not folder.is_dir():
@@ -111,10 +113,18 @@ def _audio_files(folder: Path, what: str) -> list[Path]:
         raise DataError(
             f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the {what} folder"
         )
-    return files
+    if part == "all":
+        return files
+    from .noise_split import split_names
+
+    split = split_names([p.relative_to(folder).as_posix() for p in files])
+    keep = set(getattr(split, part))
+    return [p for p in files if p.relative_to(folder).as_posix() in keep]
 
 
-def load_noise_bank(folder: str | Path, sample_rate: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_noise_bank(
+    folder: str | Path, sample_rate: int, part: str = "all"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All noise files of ``folder`` (recursively) at ``sample_rate``, concatenated into one tensor.
 
     Returns ``(samples (N,), spans (F, 2))`` with ``spans[i] = (offset, length)`` of file ``i``.
@@ -123,9 +133,9 @@ def load_noise_bank(folder: str | Path, sample_rate: int) -> tuple[torch.Tensor,
     from .audio import load
 
     folder = Path(folder).expanduser().resolve()
-    key = ("noise", str(folder), sample_rate)
+    key = ("noise", str(folder), sample_rate, part)
     if key not in _BANKS:
-        waves = [load(p, sample_rate) for p in _audio_files(folder, "noise")]
+        waves = [load(p, sample_rate) for p in _audio_files(folder, "noise", part)]
         lengths = torch.tensor([w.numel() for w in waves], dtype=torch.int64)
         offsets = torch.cumsum(lengths, 0) - lengths
         _BANKS[key] = (torch.cat(waves), torch.stack([offsets, lengths], 1))
@@ -146,17 +156,17 @@ def prepare_rir(
 
 
 def load_rir_bank(
-    folder: str | Path, sample_rate: int, max_seconds: float = RIR_SECONDS
+    folder: str | Path, sample_rate: int, max_seconds: float = RIR_SECONDS, part: str = "all"
 ) -> torch.Tensor:
     """All RIR files of ``folder`` prepared by ``prepare_rir``, zero-padded into ``(R, L)``.
     Loaded once per process and folder (cached in memory)."""
     from .audio import load
 
     folder = Path(folder).expanduser().resolve()
-    key = ("rir", str(folder), sample_rate, max_seconds)
+    key = ("rir", str(folder), sample_rate, max_seconds, part)
     if key not in _BANKS:
         rirs = []
-        for p in _audio_files(folder, "RIR"):
+        for p in _audio_files(folder, "RIR", part):
             w = load(p, sample_rate)
             if not w.abs().max() > 0:
                 raise DataError(f"{p}: RIR is silent")
@@ -267,8 +277,11 @@ class AddNoise(Augmentation):
         self.sample_rate = sample_rate
 
     @classmethod
-    def from_folder(cls, folder, sample_rate: int, snr_db=(0.0, 15.0), p: float = 0.6) -> AddNoise:
-        return cls(load_noise_bank(folder, sample_rate), snr_db, p, sample_rate=sample_rate)
+    def from_folder(
+        cls, folder, sample_rate: int, snr_db=(0.0, 15.0), p: float = 0.6, part: str = "all"
+    ) -> AddNoise:
+        bank = load_noise_bank(folder, sample_rate, part)
+        return cls(bank, snr_db, p, sample_rate=sample_rate)
 
     def segments(self, n: int, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         """``(n, num_samples)`` random noise segments from the bank (CPU)."""
@@ -386,9 +399,15 @@ class Reverb(Augmentation):
 
     @classmethod
     def from_folder(
-        cls, folder, sample_rate: int, p: float = 0.4, max_seconds: float = RIR_SECONDS
+        cls,
+        folder,
+        sample_rate: int,
+        p: float = 0.4,
+        max_seconds: float = RIR_SECONDS,
+        part: str = "all",
     ) -> Reverb:
-        return cls(load_rir_bank(folder, sample_rate, max_seconds), p=p, sample_rate=sample_rate)
+        bank = load_rir_bank(folder, sample_rate, max_seconds, part)
+        return cls(bank, p=p, sample_rate=sample_rate)
 
     def _bank_spectra(self, nfft: int, device) -> torch.Tensor:
         key = (nfft, str(device))
@@ -542,7 +561,9 @@ def build_augment(
         augs.append(SpeedPerturb(cfg.speeds, cfg.speed_p, sample_rate))
     if cfg.reverb_p > 0:
         if cfg.rir_dir:
-            augs.append(Reverb.from_folder(resolve(cfg.rir_dir), sample_rate, cfg.reverb_p))
+            augs.append(
+                Reverb.from_folder(resolve(cfg.rir_dir), sample_rate, cfg.reverb_p, part=cfg.files)
+            )
         else:
             augs.append(Reverb(None, cfg.rt60, cfg.reverb_p, sample_rate))
     if cfg.babble_p > 0:
@@ -552,7 +573,9 @@ def build_augment(
     if cfg.noise_p > 0:
         if cfg.noise_dir:
             augs.append(
-                AddNoise.from_folder(resolve(cfg.noise_dir), sample_rate, cfg.snr_db, cfg.noise_p)
+                AddNoise.from_folder(
+                    resolve(cfg.noise_dir), sample_rate, cfg.snr_db, cfg.noise_p, part=cfg.files
+                )
             )
         else:
             augs.append(AddNoise(None, cfg.snr_db, cfg.noise_p, sample_rate=sample_rate))

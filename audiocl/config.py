@@ -41,17 +41,24 @@ class SourceConfig:
     """One training corpus. ``path`` is relative to ``DataConfig.root`` unless absolute.
 
     ``labelled``: its speaker labels are used by the AAM objective; an unlabelled source
-    gets contrastive views only. ``format``: "auto" (VoxCeleb folder, Kaldi dir or CSV).
+    gets contrastive views only. ``label_fraction``: of a labelled source, only this fraction
+    of its speakers keeps its labels (the same speakers in every run: ranked by the SHA-256 of
+    their names), for label-efficiency studies. ``format``: "auto" (VoxCeleb folder, Kaldi dir
+    or CSV).
     """
 
     path: str = ""
     labelled: bool = True
+    label_fraction: float = 1.0
     format: str = "auto"
 
 
 @dataclass
 class DataConfig:
     """What to train on and how utterances become views.
+
+    ``views`` global crops of ``crop_seconds`` and ``local_views`` local crops of
+    ``local_crop_seconds`` are cut from every utterance and augmented independently.
 
     ``batch_size`` is per process: with ``torchrun --nproc_per_node N`` the global batch is N times it.
     """
@@ -61,11 +68,16 @@ class DataConfig:
     sample_rate: int = 16000
     crop_seconds: float = 2.0
     views: int = 2
+    # multi-crop: shorter crops that only the student sees (DINO, SwAV, BYOL, MoCo, SimCLR)
+    local_views: int = 0
+    local_crop_seconds: float = 1.5
     batch_size: int = 32
     num_workers: int = 2
     min_seconds: float = 0.5
     # Each source is drawn with probability proportional to (its size ** balance); 1 = by size.
     balance: float = 1.0
+    # train on the labelled utterances only (for AAM alone on partly labelled data)
+    labelled_only: bool = False
 
 
 @dataclass
@@ -73,10 +85,13 @@ class AugmentConfig:
     """Waveform augmentation applied independently to every view.
 
     Directories are relative to ``DataConfig.root`` unless absolute; an empty string means
-    "simulate" (coloured noise, synthetic RIRs).
+    "simulate" (coloured noise, synthetic RIRs). ``files``: "all" files of ``noise_dir`` and
+    ``rir_dir``, or only their "train" part (``audiocl.noise_split``; the held-out part makes
+    the noisy dev set, ``scripts/make_noisy_dev.py``).
     """
 
     enabled: bool = True
+    files: str = "all"
     noise_dir: str = ""
     noise_p: float = 0.6
     snr_db: list[float] = field(default_factory=lambda: [0.0, 15.0])
@@ -124,8 +139,13 @@ class ModelConfig:
 class ObjectiveConfig:
     """``aam_weight * AAM + contrastive_weight * contrastive``; either weight may be 0.
 
-    ``contrastive``: "simclr", "moco" or "none". ``mask_same_speaker``: in SimCLR, other
-    utterances of an anchor's own (labelled) speaker are not used as its negatives.
+    ``contrastive``: a key of ``audiocl.objectives.CONTRASTIVE`` (simclr, moco, byol, dino,
+    swav, clip) or "none". ``mask_same_speaker``: in SimCLR and CLIP, other utterances of an
+    anchor's own (labelled) speaker are not used as its negatives. ``temperature`` is the
+    (student) temperature of SimCLR, MoCo, DINO and SwAV. ``head_hidden`` / ``head_dim`` size
+    every projection head (DINO: hidden / bottleneck). ``ema_momentum`` rises to
+    ``ema_momentum_final`` on a cosine schedule (BYOL's target, DINO's teacher); MoCo's key
+    encoder keeps ``moco_momentum``. ``prototypes``: K of DINO and SwAV.
     """
 
     contrastive: str = "simclr"
@@ -134,8 +154,22 @@ class ObjectiveConfig:
     mask_same_speaker: bool = True
     head_hidden: int = 512
     head_dim: int = 128
+    head_layers: int = 3
+    head_bn: bool = True
     moco_queue: int = 4096
     moco_momentum: float = 0.999
+    ema_momentum: float = 0.996
+    ema_momentum_final: float = 1.0
+    prototypes: int = 4096
+    teacher_temp: float = 0.07
+    teacher_temp_warmup: float = 0.04
+    teacher_temp_warmup_fraction: float = 0.2
+    center_momentum: float = 0.9
+    freeze_prototypes_steps: int = 0
+    sinkhorn_eps: float = 0.05
+    sinkhorn_iters: int = 3
+    swav_queue: int = 0
+    clip_init_temperature: float = 0.07
     aam_weight: float = 0.0
     aam_scale: float = 30.0
     aam_margin: float = 0.2
@@ -174,6 +208,8 @@ class TrainConfig:
     dev_every: int = 0
     device: str = "auto"
     amp: str = "auto"
+    # encoder weights to start from (a model file or checkpoint), e.g. a self-supervised run
+    init: str = ""
     deterministic: bool = False
     threads: int = 0
 
@@ -302,10 +338,13 @@ def shipped_configs() -> list[str]:
 
 def validate(cfg: Config) -> None:
     """Range checks that the types alone cannot express."""
+    from .objectives import CONTRASTIVE  # the registry owns the names
+
     o, d = cfg.objective, cfg.data
-    if o.contrastive not in ("simclr", "moco", "none"):
+    choices = [*CONTRASTIVE, "none"]
+    if o.contrastive not in choices:
         raise ConfigError(
-            f"objective.contrastive: {o.contrastive!r} is not one of simclr, moco, none"
+            f"objective.contrastive: {o.contrastive!r} is not one of {', '.join(choices)}"
         )
     if o.contrastive == "none" and o.contrastive_weight > 0:
         raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
@@ -321,14 +360,41 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.views: contrastive objectives need at least 2 views")
     if d.batch_size < 2 or d.crop_seconds <= 0:
         raise ConfigError("data: batch_size must be >= 2 and crop_seconds > 0")
-    if o.temperature <= 0:
-        raise ConfigError("objective.temperature must be > 0")
+    if any(not 0.0 < s.label_fraction <= 1.0 for s in d.sources):
+        raise ConfigError("data.sources: label_fraction must be in (0, 1]")
+    if d.local_views < 0 or d.local_crop_seconds <= 0:
+        raise ConfigError("data: local_views must be >= 0 and local_crop_seconds > 0")
+    if o.temperature <= 0 or o.teacher_temp <= 0 or o.teacher_temp_warmup <= 0:
+        raise ConfigError(
+            "objective: temperature, teacher_temp and teacher_temp_warmup must be > 0"
+        )
+    if not o.clip_init_temperature > 0:
+        raise ConfigError("objective.clip_init_temperature must be > 0")
+    for key in (
+        "moco_momentum",
+        "ema_momentum",
+        "ema_momentum_final",
+        "center_momentum",
+        "teacher_temp_warmup_fraction",
+    ):
+        if not 0.0 <= getattr(o, key) <= 1.0:
+            raise ConfigError(f"objective.{key} must be in [0, 1], got {getattr(o, key)}")
+    if o.prototypes < 2 or o.head_layers < 1 or o.head_hidden < 1 or o.head_dim < 1:
+        raise ConfigError("objective: prototypes >= 2, head_layers, head_hidden, head_dim >= 1")
+    if o.sinkhorn_eps <= 0 or o.sinkhorn_iters < 1 or o.swav_queue < 0 or o.moco_queue < 1:
+        raise ConfigError(
+            "objective: sinkhorn_eps > 0, sinkhorn_iters >= 1, swav_queue >= 0, moco_queue >= 1"
+        )
+    if o.freeze_prototypes_steps < 0:
+        raise ConfigError("objective.freeze_prototypes_steps must be >= 0")
     if cfg.optim.name not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"optim.name: {cfg.optim.name!r} is not one of adam, adamw, sgd")
     if cfg.optim.schedule not in ("cosine", "exponential", "constant"):
         raise ConfigError(
             f"optim.schedule: {cfg.optim.schedule!r} is not one of cosine, exponential, constant"
         )
+    if cfg.augment.files not in ("all", "train"):
+        raise ConfigError(f"augment.files: {cfg.augment.files!r} is not one of all, train")
     if cfg.train.amp not in ("auto", "bf16", "off"):
         raise ConfigError(f"train.amp: {cfg.train.amp!r} is not one of auto, bf16, off")
 

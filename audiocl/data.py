@@ -12,6 +12,7 @@ from disk) and augments them batched, so the main process only runs features and
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,15 +66,41 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
     source_of = np.repeat(np.arange(len(corpora)), sizes)
     spk_names = corpus.speakers
     spk_ids = corpus.speaker_ids
-    labelled_src = np.array([s.labelled for s in cfg.sources])
-    labelled = labelled_src[source_of]
+    # chosen per source on its own speaker names (no concat prefix), so the choice does not
+    # depend on the order or number of the other sources
+    labelled = np.concatenate(
+        [
+            np.isin(c.speaker_ids, labelled_speakers(c.speakers, src.label_fraction))
+            if src.labelled
+            else np.zeros(len(c), dtype=bool)
+            for c, src in zip(corpora, cfg.sources, strict=True)
+        ]
+    )
+    skipped = [item for c in corpora for item in c.skipped]
+    if cfg.labelled_only:
+        if not labelled.any():
+            raise DataError("data.labelled_only is set but no utterance is labelled")
+        kept = np.flatnonzero(labelled)
+        corpus, source_of, labelled = corpus.subset(kept), source_of[kept], labelled[kept]
+        sizes = np.bincount(source_of, minlength=len(corpora)).tolist()
+        spk_names, spk_ids = corpus.speakers, corpus.speaker_ids
     used = sorted({spk_names[k] for k in np.unique(spk_ids[labelled])})
     index = {name: j for j, name in enumerate(used)}
     labels = np.full(len(corpus), -1, dtype=np.int64)
     for i in np.flatnonzero(labelled):
         labels[i] = index[spk_names[spk_ids[i]]]
-    skipped = [item for c in corpora for item in c.skipped]
     return TrainingData(corpus, labels, used, source_of, sizes, skipped)
+
+
+def labelled_speakers(names: list[str], fraction: float) -> np.ndarray:
+    """Indices into ``names`` of the speakers that keep their labels: all for ``fraction == 1``,
+    else the first ``round(fraction * len(names))`` (at least one) ranked by the SHA-256 of the
+    name."""
+    ids = np.arange(len(names))
+    if fraction >= 1.0:
+        return ids
+    ranked = sorted(ids, key=lambda k: hashlib.sha256(names[k].encode("utf-8")).hexdigest())
+    return np.array(ranked[: max(1, round(fraction * len(names)))], dtype=np.int64)
 
 
 class BatchSampler:
@@ -97,7 +124,7 @@ class BatchSampler:
             raise DataError(f"only {self.n} training utterances for a batch of {batch_size}")
         self.batch_size = batch_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        sizes = np.bincount(source_of).astype(np.float64)
+        sizes = np.maximum(np.bincount(source_of), 1).astype(np.float64)  # no empty source
         if balance == 1.0:
             self.weights = None
         else:
@@ -126,7 +153,8 @@ class BatchSampler:
 
 
 class ViewBatches(torch.utils.data.IterableDataset):
-    """Yields ``{"wave": (V, B, S), "label": (B,), "index": (B,), "step": int}`` from ``start_step`` on.
+    """Yields ``{"wave": (G, B, S), "label": (B,), "index": (B,), "step": int}`` from ``start_step``
+    on, plus ``"local": (L, B, S_local)`` when ``cfg.local_views > 0`` (multi-crop).
 
     Workers split the steps round-robin; a DataLoader with ``batch_size=None`` keeps their order.
     """
@@ -148,6 +176,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
             data.source_of, cfg.batch_size, seed, rank, world_size, cfg.balance
         )
         self.num_samples = int(round(cfg.crop_seconds * cfg.sample_rate))
+        self.local_samples = int(round(cfg.local_crop_seconds * cfg.sample_rate))
         self._augment = None
 
     @property
@@ -197,15 +226,29 @@ class ViewBatches(torch.utils.data.IterableDataset):
     def make_batch(self, step: int) -> dict:
         idx = self.sampler.indices(step)
         rng = np.random.default_rng([self.seed, 11, self.rank, step])
-        views = self.cfg.views
+        views, local = self.cfg.views, self.cfg.local_views
         crops = [self.read_crops(int(i), rng, views, self.num_samples) for i in idx]
-        wave = torch.stack(crops, dim=1)  # (V, B, S)
-        if self.augment is not None:
-            g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            v, b, s = wave.shape
-            wave = self.augment(wave.reshape(v * b, s), g).reshape(v, b, s)
-        label = torch.from_numpy(self.data.labels[idx])
-        return {"wave": wave, "label": label, "index": torch.from_numpy(idx), "step": step}
+        # local crops draw after the global ones, so a config without them keeps its batches
+        small = (
+            [self.read_crops(int(i), rng, local, self.local_samples) for i in idx] if local else []
+        )
+        g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        batch = {
+            "wave": self._augmented(torch.stack(crops, dim=1), g),  # (G, B, S)
+            "label": torch.from_numpy(self.data.labels[idx]),
+            "index": torch.from_numpy(idx),
+            "step": step,
+        }
+        if local:
+            batch["local"] = self._augmented(torch.stack(small, dim=1), g)  # (L, B, S_local)
+        return batch
+
+    def _augmented(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Augment every crop of ``wave (V, B, S)`` independently."""
+        if self.augment is None:
+            return wave
+        v, b, s = wave.shape
+        return self.augment(wave.reshape(v * b, s), g).reshape(v, b, s)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from .config import Config, save_config, to_dict
 from .data import ViewBatches, make_loader, open_training_data, resolve
 from .errors import ConfigError, DataError
 from .features import Fbank, SpecAugment
-from .losses import build_objective
 from .models import build_encoder
+from .objectives import build_objective
+from .objectives.collapse import collapse_reason
 
 CKPT_RE = re.compile(r"ckpt-(\d+)\.pt$")
 
@@ -41,26 +43,41 @@ CKPT_RE = re.compile(r"ckpt-(\d+)\.pt$")
 class TrainModule(torch.nn.Module):
     """Features + encoder + objective in one module, so DDP sees every trained parameter.
 
-    ``forward(wave (V, B, S), labels (B,)) -> (loss, parts)``.
+    ``forward(wave (G, B, S), labels (B,), local (L, B, S_local) | None) -> (loss, parts)``.
+    ``init_encoder``: weights loaded into the encoder before the objective copies it into any
+    EMA teacher, so a fine-tuning run starts student and teacher from the same weights.
     """
 
-    def __init__(self, cfg: Config, n_classes: int):
+    def __init__(self, cfg: Config, n_classes: int, init_encoder: dict | None = None):
         super().__init__()
         self.fbank = Fbank.from_config(cfg.features, cfg.data.sample_rate)
         self.specaug = SpecAugment.from_config(cfg.features)
         self.encoder = build_encoder(cfg.model, cfg.features.n_mels)
+        if init_encoder is not None:
+            self.encoder.load_state_dict(init_encoder)
         self.objective = build_objective(
-            cfg.objective, self.encoder, cfg.model.embed_dim, n_classes
+            cfg.objective,
+            self.encoder,
+            cfg.model.embed_dim,
+            n_classes,
+            global_views=cfg.data.views,
+            total_steps=cfg.train.steps,
         )
 
-    def forward(self, wave: torch.Tensor, labels: torch.Tensor):
+    def _embed(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(V, B, S)`` -> embeddings ``(V, B, D)`` and features ``(V, B, T, F)``."""
         v, b, s = wave.shape
         with torch.autocast(wave.device.type, enabled=False):
             feats = self.fbank(wave.reshape(v * b, s).float())
         feats = self.specaug(feats)
-        emb = self.encoder(feats)
-        emb = emb.reshape(v, b, -1).float()
-        return self.objective(emb, labels, feats.reshape(v, b, *feats.shape[1:]))
+        emb = self.encoder(feats).reshape(v, b, -1).float()
+        return emb, feats.reshape(v, b, *feats.shape[1:])
+
+    def forward(self, wave: torch.Tensor, labels: torch.Tensor, local: torch.Tensor | None = None):
+        emb, feats = self._embed(wave)
+        if local is not None:
+            emb = torch.cat([emb, self._embed(local)[0]])
+        return self.objective(emb, labels, feats if self.objective.needs_feats else None)
 
 
 def lr_lambda(cfg: Config):
@@ -127,6 +144,27 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+def load_init(cfg: Config) -> dict:
+    """Encoder weights of ``cfg.train.init`` (a model file or checkpoint), checked against the
+    encoder and features ``cfg`` builds."""
+    path = Path(cfg.train.init).expanduser()
+    data = checkpoint.load(path)
+    src = data.get("config", {})
+    for section, keys in (
+        ("model", ("encoder", "channels", "embed_dim", "base_channels")),
+        ("features", ("n_mels",)),
+    ):
+        mine = getattr(cfg, section)
+        for key in keys:
+            theirs = src.get(section, {}).get(key)
+            if theirs is not None and theirs != getattr(mine, key):
+                raise ConfigError(
+                    f"train.init {path}: its {section}.{key} is {theirs!r}, this config's is "
+                    f"{getattr(mine, key)!r}"
+                )
+    return data["encoder"]
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.default_rng([seed, 3, rank, step]).integers(2**62))
 
@@ -156,12 +194,14 @@ class Trainer:
                 + (f" (first: {d.skipped[0][0]}: {d.skipped[0][1]})" if d.skipped else "")
             )
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank and rerun
-        self.module = TrainModule(cfg, max(1, len(self.data.speakers))).to(self.device)
+        init = None if (resume and existing) or not cfg.train.init else load_init(cfg)
+        self.module = TrainModule(cfg, max(1, len(self.data.speakers)), init).to(self.device)
         if cfg.objective.aam_weight > 0 and not self.data.speakers:
             raise DataError("objective.aam_weight > 0 but no source is labelled")
         self.optimizer = make_optimizer(cfg, self.module.parameters())
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.step, self.elapsed, self.best = 0, 0.0, math.inf
+        self.warned_collapse = False
         if resume and existing:
             self._restore(existing[-1])
         self.module.objective.set_step(self.step)
@@ -283,13 +323,15 @@ class Trainer:
                 torch.manual_seed(step_seed(t.seed, self.rank, self.step))
                 wave = batch["wave"].to(self.device, non_blocking=True)
                 labels = batch["label"].to(self.device, non_blocking=True)
+                local = batch.get("local")
+                local = None if local is None else local.to(self.device, non_blocking=True)
                 ctx = (
                     torch.autocast(self.device.type, dtype=torch.bfloat16)
                     if self.amp
                     else contextlib.nullcontext()
                 )
                 with ctx:
-                    loss, parts = model(wave, labels)
+                    loss, parts = model(wave, labels, local)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"step {self.step}: loss is {loss.item()}")
                 self.optimizer.zero_grad(set_to_none=True)
@@ -314,6 +356,7 @@ class Trainer:
                         **parts,
                         "elapsed_s": self.elapsed + now - started,
                     }
+                    self._watch_collapse(rec, bar)
                     self.log(rec)
                     if bar:
                         bar.set_postfix(
@@ -347,6 +390,18 @@ class Trainer:
 
             record_last_model(self.run_dir / "model.pt")
         return self.run_dir
+
+    def _watch_collapse(self, rec: dict, bar) -> None:
+        """Mark a logged step whose statistics say the run has collapsed; warn once. Not during
+        the learning-rate warm-up, when a fresh teacher's outputs are still near uniform."""
+        reason = collapse_reason(rec) if self.step > self.cfg.optim.warmup_steps else None
+        if reason is None:
+            return
+        rec["collapse"] = reason
+        if self.rank == 0 and not self.warned_collapse:
+            self.warned_collapse = True
+            msg = f"warning: step {self.step}: the run looks collapsed: {reason}"
+            (bar.write if bar else print)(msg, file=sys.stderr)
 
     def _dev_step(self) -> bool:
         eer = None

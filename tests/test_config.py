@@ -44,8 +44,14 @@ def test_off_is_a_string_and_only_true_false_are_booleans(tmp_path):
 
 
 def test_range_checks():
-    with pytest.raises(ConfigError, match="contrastive"):
-        load_config(None, ["objective.contrastive=byol"])
+    with pytest.raises(ConfigError, match="contrastive.*simclr, moco, byol, dino, swav, clip"):
+        load_config(None, ["objective.contrastive=barlow"])
+    for name in ("simclr", "moco", "byol", "dino", "swav", "clip"):
+        assert load_config(None, [f"objective.contrastive={name}"]).objective.contrastive == name
+    with pytest.raises(ConfigError, match="ema_momentum"):
+        load_config(None, ["objective.ema_momentum=1.5"])
+    with pytest.raises(ConfigError, match="local_views"):
+        load_config(None, ["data.local_views=-1"])
     with pytest.raises(ConfigError, match="at least 2 views"):
         load_config(None, ["data.views=1"])
     with pytest.raises(ConfigError, match="not both 0"):

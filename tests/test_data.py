@@ -85,3 +85,43 @@ def test_ranks_draw_disjoint_batches_and_balance_shifts_sources():
     drawn = np.concatenate([flat.indices(s) for s in range(flat.per_epoch)])
     share = (source_of[drawn] == 1).mean()
     assert 0.35 < share < 0.65  # equal odds per source instead of 10%
+
+
+def test_multicrop_batches_add_shorter_local_crops(root):
+    cfg = config(root, "data.local_views=4", "data.local_crop_seconds=0.5")
+    data = open_training_data(cfg.data)
+    batch = ViewBatches(data, cfg.data, cfg.augment, seed=5).make_batch(2)
+    assert batch["wave"].shape == (3, 4, 16000) and batch["local"].shape == (4, 4, 8000)
+    assert torch.isfinite(batch["local"]).all()
+    again = ViewBatches(data, cfg.data, cfg.augment, seed=5).make_batch(2)
+    torch.testing.assert_close(again["local"], batch["local"], rtol=0, atol=0)
+    assert not torch.equal(batch["local"][0], batch["local"][1])
+    plain = config(root)
+    assert "local" not in ViewBatches(data, plain.data, plain.augment, seed=5).make_batch(2)
+
+
+def test_label_fraction_keeps_a_fixed_share_of_speakers(root):
+    srcs = (
+        "data.sources=[{path: a, labelled: true, label_fraction: 0.34}, {path: b, labelled: false}]"
+    )
+    data = open_training_data(config(root, srcs).data)
+    assert len(data.corpus) == 18 and len(data.speakers) == 1  # round(0.34 * 3) = 1 of 3
+    labelled = data.labels >= 0
+    assert labelled.sum() == 4 and (data.source_of[labelled] == 0).all()
+    # the same speaker in every run, whatever the order of the other sources
+    other = open_training_data(
+        config(
+            root,
+            "data.sources=[{path: b, labelled: false}, {path: a, labelled: true, "
+            "label_fraction: 0.34}]",
+        ).data
+    )
+    assert [s.split(":", 1)[1] for s in other.speakers] == [
+        s.split(":", 1)[1] for s in data.speakers
+    ]
+    only = open_training_data(config(root, srcs, "data.labelled_only=true").data)
+    assert len(only.corpus) == 4 and (only.labels >= 0).all() and only.source_sizes == [4, 0]
+    from audiocl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="label_fraction"):
+        config(root, "data.sources=[{path: a, label_fraction: 0}]")

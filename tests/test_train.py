@@ -182,3 +182,154 @@ def test_two_gloo_processes_keep_replicas_identical(corpus, tmp_path):
     for name in s0:
         torch.testing.assert_close(s0[name], s1[name], rtol=0, atol=0, msg=name)
     assert checkpoint.load(tmp_path / "run" / "model.pt")["step"] == 3
+
+
+MULTICROP = ["data.local_views=2", "data.local_crop_seconds=0.3", "objective.prototypes=32"]
+
+
+@pytest.mark.parametrize("contrastive", ["byol", "dino", "swav", "clip"])
+def test_crashed_run_resumes_exactly(corpus, tmp_path, contrastive):
+    """A crash after checkpoint 4 (later checkpoints lost) resumes to the same weights as a
+    straight run: teachers, centres, queues and schedules are all in the checkpoint."""
+    extra = [
+        "train.steps=8",
+        "train.ckpt_every=4",
+        "train.keep_last=5",
+        f"objective.contrastive={contrastive}",
+        "objective.aam_weight=0",
+        "objective.swav_queue=8",
+        "objective.freeze_prototypes_steps=3",
+        "objective.ema_momentum=0.9",
+        *MULTICROP,
+    ]
+    cfg = tiny_config(corpus, *extra)
+    fit(cfg, tmp_path / "straight", quiet=True)
+    run = tmp_path / "crashed"
+    fit(cfg, run, quiet=True)
+    (run / "checkpoints" / "ckpt-0000008.pt").unlink()
+    fit(cfg, run, resume=True, quiet=True)
+    a, step_a = params(tmp_path / "straight")
+    b, step_b = params(run)
+    assert step_a == step_b == 8
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    state_a = checkpoint.load(find_checkpoints(tmp_path / "straight")[-1])["objective"]
+    state_b = checkpoint.load(find_checkpoints(run)[-1])["objective"]
+    for name in state_a:
+        torch.testing.assert_close(state_a[name], state_b[name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("contrastive", ["byol", "dino", "swav", "clip"])
+def test_gloo_replicas_stay_identical_for_every_objective(corpus, tmp_path, contrastive):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tiny_config(
+        corpus,
+        "train.steps=3",
+        "train.ckpt_every=3",
+        "objective.aam_weight=1.0",
+        f"objective.contrastive={contrastive}",
+        "objective.swav_queue=4",
+        *MULTICROP,
+    )
+    mp.spawn(_ddp_worker, args=(2, port, cfg, tmp_path), nprocs=2, join=True)
+    s0 = torch.load(tmp_path / "rank0.pt")
+    s1 = torch.load(tmp_path / "rank1.pt")
+    for name in s0:
+        torch.testing.assert_close(s0[name], s1[name], rtol=0, atol=0, msg=name)
+
+
+class _ConstantEncoder(torch.nn.Module):
+    """Every input maps to the same embedding: a collapsed model."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.point = torch.nn.Parameter(torch.ones(dim))
+
+    def forward(self, feats):
+        return self.point.expand(feats.shape[0], -1) + 0.0 * feats.mean()
+
+
+def test_collapsed_run_is_flagged(corpus, tmp_path, monkeypatch, capsys):
+    import audiocl.train as train_mod
+
+    monkeypatch.setattr(train_mod, "build_encoder", lambda cfg, n_mels: _ConstantEncoder(32))
+    cfg = tiny_config(corpus, "train.steps=4", "optim.warmup_steps=0", "objective.contrastive=byol")
+    run = fit(cfg, tmp_path / "run", quiet=True)
+    records = [r for r in train_mod.read_metrics(run) if "loss" in r]
+    assert records and all("spread" in r["collapse"] for r in records)
+    assert capsys.readouterr().err.count("looks collapsed") == 1
+
+
+def test_healthy_run_is_not_flagged(corpus, tmp_path):
+    cfg = tiny_config(corpus, "train.steps=4", "optim.warmup_steps=0")
+    run = fit(cfg, tmp_path / "run", quiet=True)
+    from audiocl.train import read_metrics
+
+    records = [r for r in read_metrics(run) if "loss" in r]
+    assert records and not any("collapse" in r for r in records)
+    assert all(r["emb_spread"] > 0.1 for r in records)
+
+
+def test_init_starts_student_and_teacher_from_another_run(corpus, tmp_path):
+    ssl = fit(
+        tiny_config(corpus, "train.steps=2", "objective.contrastive=dino", *MULTICROP),
+        tmp_path / "ssl",
+        quiet=True,
+    )
+    pretrained = checkpoint.load(ssl / "model.pt")["encoder"]
+    cfg = tiny_config(
+        corpus,
+        "train.steps=2",
+        f"train.init={ssl / 'model.pt'}",
+        "objective.contrastive=byol",
+        "objective.aam_weight=1.0",
+    )
+    trainer = Trainer(cfg, tmp_path / "fine", quiet=True)
+    teacher = trainer.module.objective.contrastive.teacher.copies[0].state_dict()
+    for name, value in pretrained.items():
+        torch.testing.assert_close(trainer.module.encoder.state_dict()[name], value, msg=name)
+        torch.testing.assert_close(teacher[name], value, msg=name)
+    # a different architecture is refused with a message that names the key
+    from audiocl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.channels"):
+        Trainer(
+            tiny_config(corpus, f"train.init={ssl / 'model.pt'}", "model.channels=32"),
+            tmp_path / "bad",
+            quiet=True,
+        )
+
+
+def test_cli_init_flag(corpus, tmp_path):
+    from audiocl.cli import main
+
+    cfg_path = tmp_path / "c.yaml"
+    from audiocl.config import save_config
+
+    save_config(tiny_config(corpus, "train.steps=2"), cfg_path)
+    env_home = tmp_path / "home"
+    os.environ["AUDIOCL_HOME"] = str(env_home)
+    try:
+        assert (
+            main(["train", "--config", str(cfg_path), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+        )
+        init = tmp_path / "a" / "model.pt"
+        code = main(
+            [
+                "train",
+                "--config",
+                str(cfg_path),
+                "--out",
+                str(tmp_path / "b"),
+                "--quiet",
+                "--init",
+                str(init),
+            ]
+        )
+        assert code == 0
+        saved = load_config(tmp_path / "b" / "config.yaml")
+        assert saved.train.init == str(init)
+    finally:
+        os.environ.pop("AUDIOCL_HOME", None)

@@ -5,8 +5,10 @@ from . import _common
 HELP = "train a speaker encoder from a YAML config"
 DESCRIPTION = """Train a speaker encoder (contrastive and/or AAM objectives) from a YAML config.
 
-Configs shipped with audiocl (pass the name or a path): quickstart, real_cpu, and the VoxCeleb2
-recipes vox2_ecapa_simclr, vox2_ecapa_moco, vox2_ecapa_aam, vox2_ecapa_aam_simclr.
+Configs shipped with audiocl (pass the name or a path): quickstart, real_cpu, ssl_cpu (no
+labels: DINO), and the VoxCeleb2 recipes vox2_ecapa_simclr, vox2_ecapa_moco, vox2_ecapa_aam,
+vox2_ecapa_aam_simclr. Objectives: objective.contrastive = simclr, moco, byol, dino, swav, clip
+or none, with or without AAM (objective.aam_weight).
 Multi-process data-parallel training: torchrun --nproc_per_node N -m audiocl train ...
 (data.batch_size is per process). The run directory gets config.yaml, metrics.jsonl,
 checkpoints/ and model.pt; model.pt becomes the default model of enroll/verify/eval.
@@ -18,6 +20,13 @@ def add_arguments(p):
     _common.add_overrides(p)
     p.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="PATH",
+        help="start the encoder from another run's model.pt or checkpoint (e.g. self-supervised "
+        "pre-training before AAM fine-tuning); same as --set train.init=PATH",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -28,7 +37,8 @@ def run(args) -> int:
     from ..config import load_config, resolve_config_path
     from ..train import fit
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides) + ([f"train.init={args.init}"] if args.init else [])
+    cfg = load_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / resolve_config_path(args.config).stem
     run_dir = fit(cfg, out, resume=args.resume, quiet=args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -6,8 +6,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiocl.config import ObjectiveConfig
-from audiocl.losses import AAMSoftmax, MarginSchedule, MoCo, Objective, build_objective, nt_xent
 from audiocl.models.heads import ProjectionHead
+from audiocl.objectives import (
+    AAMSoftmax,
+    MarginSchedule,
+    MoCo,
+    Objective,
+    build_objective,
+    nt_xent,
+)
 
 
 class MeanLinear(nn.Module):
@@ -76,9 +83,9 @@ def test_moco_queue_rotates():
         feats = torch.randn(2, 2, 10, 6, generator=g)  # (V, B, T, F)
         emb = torch.stack([encoder(f) for f in feats])
         with torch.no_grad():  # keys are computed for all views at once (BatchNorm in the head)
-            keys = moco.key_head(moco.key_encoder(feats.reshape(4, 10, 6)))
+            keys = moco.teacher.copies[1](moco.teacher.copies[0](feats.reshape(4, 10, 6)))
         history.append(F.normalize(keys, dim=1)[2:])  # view 1's keys are enqueued
-        loss = moco.loss(emb, feats)
+        loss, _ = moco(emb, torch.full((2,), -1), feats)
         assert torch.isfinite(loss)
     assert int(moco.queue_ptr) == 6 % 5 and int(moco.queue_filled) == 5
     # slots 0 and 1 were overwritten by step 3 (slot 0) and step 1 (slot 1); 2-3 by step 2
@@ -88,13 +95,13 @@ def test_moco_queue_rotates():
     torch.testing.assert_close(moco.queue[2:4], history[1])
     # eval mode: no enqueue
     moco.eval()
-    moco.loss(emb.detach(), feats)
+    moco(emb.detach(), torch.full((2,), -1), feats)
     assert int(moco.queue_ptr) == 1
 
 
 def test_moco_key_encoder_no_grad_and_ema():
     encoder, moco = _moco(momentum=0.9)
-    objective = Objective("moco", 1.0, 0.2, moco=moco)
+    objective = Objective(moco, 1.0)
     objective.train()
     feats = torch.randn(2, 4, 10, 6)
     params = list(encoder.parameters()) + list(objective.parameters())
@@ -105,28 +112,27 @@ def test_moco_key_encoder_no_grad_and_ema():
         loss, parts = objective(emb, torch.full((4,), -1), feats)
         opt.zero_grad()
         loss.backward()
-        assert all(p.grad is None for p in moco.key_encoder.parameters())
-        assert all(p.grad is None for p in moco.key_head.parameters())
-        assert all(not p.requires_grad for p in moco.key_encoder.parameters())
+        assert all(p.grad is None for p in moco.teacher.parameters())
+        assert all(not p.requires_grad for p in moco.teacher.parameters())
         assert (encoder.linear.weight.grad.abs().sum() > 0) == (step > 0)
-        before = [p.detach().clone() for p in moco.key_encoder.parameters()]
+        before = [p.detach().clone() for p in moco.teacher.copies[0].parameters()]
         opt.step()
         objective.on_step(1)
         for old, key, online in zip(
-            before, moco.key_encoder.parameters(), encoder.parameters(), strict=True
+            before, moco.teacher.copies[0].parameters(), encoder.parameters(), strict=True
         ):
             torch.testing.assert_close(key, 0.9 * old + 0.1 * online.detach())
-        assert set(parts) == {"contrastive", "loss"}
+        assert set(parts) == {"contrastive", "loss", "emb_spread"}
 
 
 def test_moco_state_dict_resumes_exactly():
     encoder, moco = _moco()
     moco.train()
     feats = torch.randn(2, 3, 10, 6)
-    moco.loss(torch.stack([encoder(f) for f in feats]), feats)
+    moco(torch.stack([encoder(f) for f in feats]), torch.full((3,), -1), feats)
     state = moco.state_dict()
     assert {"queue", "queue_ptr", "queue_filled"} <= set(state)
-    assert any(k.startswith("key_encoder.") for k in state)
+    assert any(k.startswith("teacher.copies.0.") for k in state)
     assert not any(k.startswith("encoder.") for k in state)  # the online encoder is not owned
     _, fresh = _moco()
     fresh.load_state_dict(state)
@@ -208,6 +214,7 @@ def test_objective_weights():
     )
     loss, parts = aam_only(emb, labels)
     assert "contrastive" not in parts and loss.item() == pytest.approx(parts["aam"], rel=1e-6)
+    assert aam_only.contrastive is None
     # an unlabelled batch: zero loss that still backpropagates
     emb_grad = emb.clone().requires_grad_(True)
     loss, _ = aam_only(emb_grad, torch.full((6,), -1))
@@ -251,15 +258,13 @@ def test_objective_margin_schedule_and_state():
     other = build_objective(cfg, MeanLinear(), 8, n_classes=3)
     other.load_state_dict(state)
     assert other.aam.margin == pytest.approx(0.1)
-    assert torch.equal(other.moco.queue, objective.moco.queue)
-    assert int(other.moco.queue_ptr) == 4
+    assert torch.equal(other.contrastive.queue, objective.contrastive.queue)
+    assert int(other.contrastive.queue_ptr) == 4
     with pytest.raises(ValueError):
         objective(torch.stack([encoder(f) for f in feats]), torch.tensor([0, 1, 2, -1]))
 
 
 def test_nt_xent_drops_same_speaker_negatives():
-    from audiocl.losses import nt_xent
-
     g = torch.Generator().manual_seed(0)
     z = torch.randn(2, 4, 8, generator=g)
     unlabelled = torch.full((4,), -1)
