@@ -16,6 +16,7 @@ Run directory::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -165,6 +166,21 @@ def load_init(cfg: Config) -> dict:
     return data["encoder"]
 
 
+def measure_step_seconds(cfg: Config, warmup: int = 2, steps: int = 6) -> float:
+    """Seconds per training step of ``cfg`` on this machine: the mean over ``steps`` steps after
+    ``warmup`` (a throw-away run in a temporary folder). For spending a time budget as steps."""
+    import tempfile
+
+    n = warmup + steps
+    with tempfile.TemporaryDirectory() as tmp:
+        short = dataclasses.replace(
+            cfg, train=dataclasses.replace(cfg.train, steps=n, log_every=1, dev_every=0)
+        )
+        fit(short, Path(tmp) / "run", quiet=True, record_last=False)
+        t = {r["step"]: r["elapsed_s"] for r in read_metrics(Path(tmp) / "run")}
+    return (t[n] - t[warmup]) / steps
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.default_rng([seed, 3, rank, step]).integers(2**62))
 
@@ -295,7 +311,8 @@ class Trainer:
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         return bool(stop.item())
 
-    def run(self) -> Path:
+    def run(self, record_last: bool = True) -> Path:
+        """Train; ``record_last``: make the model the user's default (``paths.record_last_model``)."""
         cfg, t = self.cfg, self.cfg.train
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -385,7 +402,7 @@ class Trainer:
             self.save()
         if dist.is_initialized():
             dist.barrier()
-        if self.rank == 0:
+        if self.rank == 0 and record_last:
             from .paths import record_last_model
 
             record_last_model(self.run_dir / "model.pt")
@@ -418,11 +435,18 @@ class Trainer:
         return False
 
 
-def fit(cfg: Config, run_dir: str | Path, resume: bool = False, quiet: bool = False) -> Path:
-    """Train per ``cfg`` into ``run_dir``; returns the run directory (model at ``model.pt``)."""
+def fit(
+    cfg: Config,
+    run_dir: str | Path,
+    resume: bool = False,
+    quiet: bool = False,
+    record_last: bool = True,
+) -> Path:
+    """Train per ``cfg`` into ``run_dir``; returns the run directory (model at ``model.pt``),
+    which becomes the default model unless ``record_last`` is False."""
     trainer = Trainer(cfg, Path(run_dir), resume=resume, quiet=quiet)
     try:
-        return trainer.run()
+        return trainer.run(record_last)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -35,7 +35,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -140,21 +139,16 @@ def combine(results: list[dict], out: Path) -> None:
 
 def measure(names: list[str], args) -> dict:
     """Seconds per training step of each variant on this machine (``--warmup`` steps skipped)."""
-    from audiocl.train import fit, read_metrics
+    from audiocl.train import measure_step_seconds
 
     rates = json.loads(args.measure.read_text()) if args.measure.is_file() else {}
     rates.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores")
     per = rates.setdefault("seconds_per_step", {})
-    n = args.warmup + args.measure_steps
     for name in names:
         if name in SAME_COST or name in per:
             continue
-        cfg = variant_config(name, args.data, [f"train.steps={n}", "train.log_every=1", *args.set])
-        with tempfile.TemporaryDirectory() as tmp:
-            fit(cfg, Path(tmp) / "run", quiet=True)
-            recs = read_metrics(Path(tmp) / "run")
-        t = {r["step"]: r["elapsed_s"] for r in recs}
-        per[name] = round((t[n] - t[args.warmup]) / args.measure_steps, 4)
+        cfg = variant_config(name, args.data, args.set)
+        per[name] = round(measure_step_seconds(cfg, args.warmup, args.measure_steps), 4)
         print(f"{name:22s} {per[name]:.3f} s/step", flush=True)
         args.measure.write_text(json.dumps(rates, indent=2) + "\n")
     return rates

@@ -31,7 +31,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -125,23 +124,18 @@ def row_config(name: str, data: Path, extra: list[str]):
 
 def measure(names: list[str], args) -> None:
     """Seconds per training step of each row's config on this machine."""
-    from audiocl.train import fit, read_metrics
+    from audiocl.train import measure_step_seconds
 
     rates = json.loads(args.measure.read_text()) if args.measure.is_file() else {}
     rates.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores")
     per = rates.setdefault("seconds_per_step", {})
-    n = args.warmup + args.measure_steps
     for name in names:
         key = cost_key(name)
-        if key in per:
-            continue
-        cfg = row_config(name, args.data, [f"train.steps={n}", "train.log_every=1", *args.set])
-        with tempfile.TemporaryDirectory() as tmp:
-            fit(cfg, Path(tmp) / "run", quiet=True)
-            t = {r["step"]: r["elapsed_s"] for r in read_metrics(Path(tmp) / "run")}
-        per[key] = round((t[n] - t[args.warmup]) / args.measure_steps, 4)
-        print(f"{key:22s} {per[key]:.3f} s/step", flush=True)
-        args.measure.write_text(json.dumps(rates, indent=2) + "\n")
+        if key not in per:
+            cfg = row_config(name, args.data, args.set)
+            per[key] = round(measure_step_seconds(cfg, args.warmup, args.measure_steps), 4)
+            print(f"{key:22s} {per[key]:.3f} s/step", flush=True)
+            args.measure.write_text(json.dumps(rates, indent=2) + "\n")
 
 
 def cost_key(name: str) -> str:

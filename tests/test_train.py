@@ -163,10 +163,20 @@ def _ddp_worker(rank, world, port, cfg, out):
     torch.distributed.destroy_process_group()
 
 
-def test_two_gloo_processes_keep_replicas_identical(corpus, tmp_path):
+def _train_two_gloo_processes(cfg, tmp_path):
+    """Train ``cfg`` in 2 gloo processes; both replicas' parameters must be identical."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, cfg, tmp_path), nprocs=2, join=True)
+    s0 = torch.load(tmp_path / "rank0.pt")
+    s1 = torch.load(tmp_path / "rank1.pt")
+    assert s0.keys() == s1.keys()
+    for name in s0:
+        torch.testing.assert_close(s0[name], s1[name], rtol=0, atol=0, msg=name)
+
+
+def test_two_gloo_processes_keep_replicas_identical(corpus, tmp_path):
     cfg = tiny_config(
         corpus,
         "train.steps=3",
@@ -175,12 +185,7 @@ def test_two_gloo_processes_keep_replicas_identical(corpus, tmp_path):
         "objective.contrastive=moco",
         "objective.moco_queue=16",
     )
-    mp.spawn(_ddp_worker, args=(2, port, cfg, tmp_path), nprocs=2, join=True)
-    s0 = torch.load(tmp_path / "rank0.pt")
-    s1 = torch.load(tmp_path / "rank1.pt")
-    assert s0.keys() == s1.keys()
-    for name in s0:
-        torch.testing.assert_close(s0[name], s1[name], rtol=0, atol=0, msg=name)
+    _train_two_gloo_processes(cfg, tmp_path)
     assert checkpoint.load(tmp_path / "run" / "model.pt")["step"] == 3
 
 
@@ -221,9 +226,6 @@ def test_crashed_run_resumes_exactly(corpus, tmp_path, contrastive):
 
 @pytest.mark.parametrize("contrastive", ["byol", "dino", "swav", "clip"])
 def test_gloo_replicas_stay_identical_for_every_objective(corpus, tmp_path, contrastive):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     cfg = tiny_config(
         corpus,
         "train.steps=3",
@@ -233,11 +235,7 @@ def test_gloo_replicas_stay_identical_for_every_objective(corpus, tmp_path, cont
         "objective.swav_queue=4",
         *MULTICROP,
     )
-    mp.spawn(_ddp_worker, args=(2, port, cfg, tmp_path), nprocs=2, join=True)
-    s0 = torch.load(tmp_path / "rank0.pt")
-    s1 = torch.load(tmp_path / "rank1.pt")
-    for name in s0:
-        torch.testing.assert_close(s0[name], s1[name], rtol=0, atol=0, msg=name)
+    _train_two_gloo_processes(cfg, tmp_path)
 
 
 class _ConstantEncoder(torch.nn.Module):
