@@ -233,6 +233,7 @@ def test_gloo_replicas_stay_identical_for_every_objective(corpus, tmp_path, cont
         "objective.aam_weight=1.0",
         f"objective.contrastive={contrastive}",
         "objective.swav_queue=4",
+        "objective.freeze_prototypes_steps=2",
         *MULTICROP,
     )
     _train_two_gloo_processes(cfg, tmp_path)

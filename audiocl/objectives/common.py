@@ -73,3 +73,9 @@ def soft_cross_entropy(logits: Tensor, target: Tensor, temperature: float) -> Te
 def entropy(probs: Tensor) -> Tensor:
     """Entropy in nats of each row of ``probs (..., K)``."""
     return -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1)
+
+
+def frozen(p: Tensor) -> Tensor:
+    """``p``'s value with a zero gradient: a parameter held still during the first steps stays
+    in the graph, so DDP still sees it used (a detached one would be an unused parameter)."""
+    return p.detach() + 0.0 * p

@@ -16,6 +16,7 @@ from .common import (
     all_reduce_sum,
     cross_view_pairs,
     entropy,
+    frozen,
     no_autocast,
     soft_cross_entropy,
     world_size,
@@ -28,7 +29,7 @@ class DinoHead(nn.Module):
     ``bottleneck``, L2 normalisation, then a weight-normalised linear layer with its norm fixed
     at 1 (DINO's ``norm_last_layer``): each output is the cosine with one of ``K`` prototypes.
 
-    ``forward(x, freeze_last=True)`` keeps the prototypes out of the gradient (DINO freezes them
+    ``forward(x, freeze_last=True)`` gives the prototypes a zero gradient (DINO freezes them
     during the first steps, when they would otherwise move the most and destabilise training).
     """
 
@@ -64,7 +65,7 @@ class DinoHead(nn.Module):
 
     def forward(self, x: Tensor, freeze_last: bool = False) -> Tensor:
         h = F.normalize(self.mlp(x), dim=-1)
-        w = self.prototypes.detach() if freeze_last else self.prototypes
+        w = frozen(self.prototypes) if freeze_last else self.prototypes
         return h @ F.normalize(w, dim=-1).t()
 
 

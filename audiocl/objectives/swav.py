@@ -17,6 +17,7 @@ from .common import (
     all_reduce_sum,
     cross_view_pairs,
     entropy,
+    frozen,
     no_autocast,
     soft_cross_entropy,
 )
@@ -104,7 +105,7 @@ class SwAV(ContrastiveObjective):
         self.check(emb, feats)
         views, batch, dim = emb.shape
         g = self.global_views
-        protos = self.prototypes.detach() if self.step < self.freeze_steps else self.prototypes
+        protos = frozen(self.prototypes) if self.step < self.freeze_steps else self.prototypes
         with no_autocast(emb.device):
             z = F.normalize(self.projector(emb.reshape(views * batch, dim)).float(), dim=1)
             protos = F.normalize(protos.float(), dim=1)
