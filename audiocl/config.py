@@ -68,6 +68,9 @@ class DataConfig:
     sample_rate: int = 16000
     crop_seconds: float = 2.0
     views: int = 2
+    # global crops from non-overlapping parts of the utterance where it is long enough, so the
+    # views of a positive pair share a speaker but little content
+    disjoint_crops: bool = False
     # multi-crop: shorter crops that only the student sees (DINO, SwAV, BYOL, MoCo, SimCLR)
     local_views: int = 0
     local_crop_seconds: float = 1.5
@@ -145,7 +148,9 @@ class ObjectiveConfig:
     (student) temperature of SimCLR, MoCo, DINO and SwAV. ``head_hidden`` / ``head_dim`` size
     every projection head (DINO: hidden / bottleneck). ``ema_momentum`` rises to
     ``ema_momentum_final`` on a cosine schedule (BYOL's target, DINO's teacher); MoCo's key
-    encoder keeps ``moco_momentum``. ``prototypes``: K of DINO and SwAV.
+    encoder keeps ``moco_momentum``. ``prototypes``: K of DINO and SwAV. ``embed_from``: which
+    encoder the model file gets, the trained "student" or the EMA "teacher" (MoCo, BYOL, DINO;
+    DINO's teacher is the better embedder throughout training, as its paper reports).
     """
 
     contrastive: str = "simclr"
@@ -170,6 +175,7 @@ class ObjectiveConfig:
     sinkhorn_iters: int = 3
     swav_queue: int = 0
     clip_init_temperature: float = 0.07
+    embed_from: str = "student"
     aam_weight: float = 0.0
     aam_scale: float = 30.0
     aam_margin: float = 0.2
@@ -384,6 +390,13 @@ def validate(cfg: Config) -> None:
     if o.sinkhorn_eps <= 0 or o.sinkhorn_iters < 1 or o.swav_queue < 0 or o.moco_queue < 1:
         raise ConfigError(
             "objective: sinkhorn_eps > 0, sinkhorn_iters >= 1, swav_queue >= 0, moco_queue >= 1"
+        )
+    if o.embed_from not in ("student", "teacher"):
+        raise ConfigError(f"objective.embed_from: {o.embed_from!r} is not one of student, teacher")
+    if o.embed_from == "teacher" and o.contrastive not in ("moco", "byol", "dino"):
+        raise ConfigError(
+            f"objective.embed_from: teacher needs an objective with an EMA teacher (moco, byol, "
+            f"dino), not {o.contrastive}"
         )
     if o.freeze_prototypes_steps < 0:
         raise ConfigError("objective.freeze_prototypes_steps must be >= 0")

@@ -103,6 +103,18 @@ def labelled_speakers(names: list[str], fraction: float) -> np.ndarray:
     return np.array(ranked[: max(1, round(fraction * len(names)))], dtype=np.int64)
 
 
+def disjoint_starts(total: int, length: int, count: int, rng: np.random.Generator) -> list[int]:
+    """Start samples of ``count`` crops of ``length`` in ``total >= length`` samples: placed at
+    random without overlap when ``total >= count * length``, else evenly spread (the least
+    overlap there can be)."""
+    free = total - count * length
+    if free >= 0:
+        gaps = np.sort(rng.integers(0, free + 1, size=count))
+        return [int(g) + i * length for i, g in enumerate(gaps)]
+    room = total - length
+    return [round(i * room / (count - 1)) for i in range(count)]
+
+
 class BatchSampler:
     """Which utterances make batch ``step`` on rank ``rank``: an endless, seeded stream.
 
@@ -196,9 +208,16 @@ class ViewBatches(torch.utils.data.IterableDataset):
         return self._augment
 
     def read_crops(
-        self, index: int, rng: np.random.Generator, count: int, num_samples: int
+        self,
+        index: int,
+        rng: np.random.Generator,
+        count: int,
+        num_samples: int,
+        disjoint: bool = False,
     ) -> torch.Tensor:
-        """``count`` independent random crops ``(count, num_samples)`` of utterance ``index``."""
+        """``count`` random crops ``(count, num_samples)`` of utterance ``index``: independent, or
+        with ``disjoint`` from non-overlapping parts of it where it is long enough (else spread
+        evenly), so that two views share as little content as the utterance allows."""
         utt = self.data.corpus[index]
         sr = self.cfg.sample_rate
         total = int(utt.duration * sr)
@@ -206,11 +225,17 @@ class ViewBatches(torch.utils.data.IterableDataset):
             # short file: read once, crop (wrap-padding when shorter than a crop) per view
             wave = audio.load(utt.path, sr)
             g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            if disjoint and count > 1 and wave.numel() > num_samples:
+                starts = disjoint_starts(wave.numel(), num_samples, count, rng)
+                return torch.stack([wave[s : s + num_samples] for s in starts])
             return torch.stack([random_crop(wave, num_samples, g) for _ in range(count)])
+        if disjoint and count > 1:
+            starts = disjoint_starts(total, num_samples, count, rng)
+        else:
+            starts = [int(rng.integers(0, total - num_samples)) for _ in range(count)]
         out = []
-        for _ in range(count):
-            start = int(rng.integers(0, total - num_samples)) / sr
-            w = audio.load(utt.path, sr, start=start, duration=num_samples / sr)
+        for start in starts:
+            w = audio.load(utt.path, sr, start=start / sr, duration=num_samples / sr)
             if w.numel() < num_samples:  # header durations can be a few samples optimistic
                 w = torch.nn.functional.pad(w, (0, num_samples - w.numel()))
             out.append(w[:num_samples])
@@ -227,7 +252,8 @@ class ViewBatches(torch.utils.data.IterableDataset):
         idx = self.sampler.indices(step)
         rng = np.random.default_rng([self.seed, 11, self.rank, step])
         views, local = self.cfg.views, self.cfg.local_views
-        crops = [self.read_crops(int(i), rng, views, self.num_samples) for i in idx]
+        spread = self.cfg.disjoint_crops
+        crops = [self.read_crops(int(i), rng, views, self.num_samples, spread) for i in idx]
         # local crops draw after the global ones, so a config without them keeps its batches
         small = (
             [self.read_crops(int(i), rng, local, self.local_samples) for i in idx] if local else []

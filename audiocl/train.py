@@ -64,6 +64,13 @@ class TrainModule(torch.nn.Module):
             global_views=cfg.data.views,
             total_steps=cfg.train.steps,
         )
+        self.embed_from = cfg.objective.embed_from
+
+    def embedding_encoder(self) -> torch.nn.Module:
+        """The encoder whose embeddings the model file keeps (``objective.embed_from``)."""
+        if self.embed_from == "teacher":
+            return self.objective.contrastive.teacher_encoder()
+        return self.encoder
 
     def _embed(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(V, B, S)`` -> embeddings ``(V, B, D)`` and features ``(V, B, T, F)``."""
@@ -268,7 +275,10 @@ class Trainer:
         if is_best:
             checkpoint.save(ckpt_dir / "best.pt", payload)
         model = checkpoint.make_model_file(
-            payload["encoder"], payload["config"], self.step, self.data.speakers
+            self.module.embedding_encoder().state_dict(),
+            payload["config"],
+            self.step,
+            self.data.speakers,
         )
         checkpoint.save(self.run_dir / "model.pt", model)
         for old in find_checkpoints(self.run_dir)[: -self.cfg.train.keep_last]:
@@ -283,7 +293,7 @@ class Trainer:
 
         trials = resolve(self.cfg.data.root, t.dev_trials)
         root = resolve(self.cfg.data.root, t.dev_audio_root) if t.dev_audio_root else trials.parent
-        enc = self.module.encoder
+        enc = self.module.embedding_encoder()
         was = enc.training
         try:
             result = evaluate_trials(

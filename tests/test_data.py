@@ -125,3 +125,43 @@ def test_label_fraction_keeps_a_fixed_share_of_speakers(root):
 
     with pytest.raises(ConfigError, match="label_fraction"):
         config(root, "data.sources=[{path: a, label_fraction: 0}]")
+
+
+def test_disjoint_starts_do_not_overlap_when_there_is_room():
+    from audiocl.data import disjoint_starts
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        total = int(rng.integers(300, 1000))
+        starts = disjoint_starts(total, 100, 3, rng)
+        assert all(b - a >= 100 for a, b in zip(starts, starts[1:], strict=False))
+        assert starts[0] >= 0 and starts[-1] + 100 <= total
+    # not enough room: evenly spread, first at 0 and last at the end
+    assert disjoint_starts(250, 100, 3, rng) == [0, 75, 150]
+
+
+def test_disjoint_crops_share_no_samples(root):
+    cfg = config(
+        root,
+        "data.disjoint_crops=true",
+        "data.views=2",
+        "augment.enabled=false",
+        "data.crop_seconds=0.25",
+    )
+    data = open_training_data(cfg.data)
+    ds = ViewBatches(data, cfg.data, cfg.augment, seed=1)
+    long = int(np.argmax(data.corpus.durations))  # 2.5 s at most: room for two 0.25 s crops
+    crops = ds.read_crops(long, np.random.default_rng(0), 2, 4000, disjoint=True)
+    wave = __import__("audiocl").audio.load(data.corpus[long].path, 16000)
+    found = [
+        int(
+            np.flatnonzero(
+                np.all(
+                    np.lib.stride_tricks.sliding_window_view(wave.numpy(), 4000) == c.numpy(),
+                    axis=1,
+                )
+            )[0]
+        )
+        for c in crops
+    ]
+    assert abs(found[1] - found[0]) >= 4000

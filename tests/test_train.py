@@ -332,3 +332,27 @@ def test_cli_init_flag(corpus, tmp_path):
         assert saved.train.init == str(init)
     finally:
         os.environ.pop("AUDIOCL_HOME", None)
+
+
+def test_model_file_can_keep_the_ema_teacher(corpus, tmp_path):
+    cfg = tiny_config(
+        corpus,
+        "train.steps=3",
+        "objective.contrastive=dino",
+        "objective.embed_from=teacher",
+        "objective.ema_momentum=0.5",
+        *MULTICROP,
+    )
+    run = fit(cfg, tmp_path / "run", quiet=True)
+    model = checkpoint.load(run / "model.pt")["encoder"]
+    ckpt = checkpoint.load(find_checkpoints(run)[-1])
+    prefix = "contrastive.teacher.copies.0."
+    teacher = {k[len(prefix) :]: v for k, v in ckpt["objective"].items() if k.startswith(prefix)}
+    assert teacher.keys() == model.keys()
+    for name in model:
+        torch.testing.assert_close(model[name], teacher[name], rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(model[k], ckpt["encoder"][k]) for k in model)  # not the student
+    from audiocl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="embed_from"):
+        tiny_config(corpus, "objective.embed_from=teacher")  # simclr has no teacher

@@ -37,6 +37,11 @@ class ContrastiveObjective(nn.Module):
                 f"{None if feats is None else tuple(feats.shape)}"
             )
 
+    def teacher_encoder(self) -> nn.Module | None:
+        """The EMA copy of the encoder, for objectives that keep one (MoCo, BYOL, DINO)."""
+        teacher = getattr(self, "teacher", None)
+        return None if teacher is None else teacher.copies[0]
+
     def set_step(self, step: int) -> None:
         self.step = int(step)
 
