@@ -98,15 +98,16 @@ def sources(fraction: float) -> str:
 def label_rows() -> dict[str, dict]:
     """The label-efficiency rows; ``half`` rows get half the budget, ``init`` names the row
     whose model they start from."""
-    rows: dict[str, dict] = {"dino_half": {"overrides": [], "half": True}}
+    rows: dict[str, dict] = {"dino_half": {"overrides": [], "half": True, "cost": "dino"}}
     for f in (0.1, 0.3):
         tag = f"{round(100 * f)}pct"
-        rows[f"aam_{tag}"] = {"overrides": [sources(f), *AAM_ALONE]}
-        rows[f"aam_dino_{tag}"] = {"overrides": [sources(f), *AAM]}
+        rows[f"aam_{tag}"] = {"overrides": [sources(f), *AAM_ALONE], "cost": "aam_alone"}
+        rows[f"aam_dino_{tag}"] = {"overrides": [sources(f), *AAM], "cost": "aam_dino"}
         rows[f"dino_then_aam_{tag}"] = {
             "overrides": [sources(f), *AAM_ALONE],
             "half": True,
             "init": "dino_half",
+            "cost": "aam_alone",
         }
     return rows
 
@@ -141,7 +142,7 @@ def measure(names: list[str], args) -> None:
 def cost_key(name: str) -> str:
     """Rows whose steps do the same work share one measurement (the labelled fraction and
     initial weights do not change the cost of a step)."""
-    return name.replace("_10pct", "").replace("_30pct", "").replace("dino_half", "dino")
+    return ROWS[name].get("cost", name)
 
 
 def evaluate(model, trials_dir: Path, out: Path) -> dict:
