@@ -393,10 +393,11 @@ def validate(cfg: Config) -> None:
         )
     if o.embed_from not in ("student", "teacher"):
         raise ConfigError(f"objective.embed_from: {o.embed_from!r} is not one of student, teacher")
-    if o.embed_from == "teacher" and o.contrastive not in ("moco", "byol", "dino"):
+    with_teacher = [name for name, cls in CONTRASTIVE.items() if cls.has_teacher]
+    if o.embed_from == "teacher" and o.contrastive not in with_teacher:
         raise ConfigError(
-            f"objective.embed_from: teacher needs an objective with an EMA teacher (moco, byol, "
-            f"dino), not {o.contrastive}"
+            f"objective.embed_from: teacher needs an objective with an EMA teacher "
+            f"({', '.join(with_teacher)}), not {o.contrastive}"
         )
     if o.freeze_prototypes_steps < 0:
         raise ConfigError("objective.freeze_prototypes_steps must be >= 0")

@@ -64,8 +64,6 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
     corpus = Corpus.concat(corpora, prefixes) if len(corpora) > 1 else corpora[0]
     sizes = [len(c) for c in corpora]
     source_of = np.repeat(np.arange(len(corpora)), sizes)
-    spk_names = corpus.speakers
-    spk_ids = corpus.speaker_ids
     # chosen per source on its own speaker names (no concat prefix), so the choice does not
     # depend on the order or number of the other sources
     labelled = np.concatenate(
@@ -83,7 +81,7 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
         kept = np.flatnonzero(labelled)
         corpus, source_of, labelled = corpus.subset(kept), source_of[kept], labelled[kept]
         sizes = np.bincount(source_of, minlength=len(corpora)).tolist()
-        spk_names, spk_ids = corpus.speakers, corpus.speaker_ids
+    spk_names, spk_ids = corpus.speakers, corpus.speaker_ids
     used = sorted({spk_names[k] for k in np.unique(spk_ids[labelled])})
     index = {name: j for j, name in enumerate(used)}
     labels = np.full(len(corpus), -1, dtype=np.int64)

@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 class ContrastiveObjective(nn.Module):
     needs_feats = False
+    # keeps an EMA copy of the encoder in ``self.teacher`` (an ``EmaTeacher``)
+    has_teacher = False
 
     def __init__(self, global_views: int):
         super().__init__()
@@ -39,8 +41,7 @@ class ContrastiveObjective(nn.Module):
 
     def teacher_encoder(self) -> nn.Module | None:
         """The EMA copy of the encoder, for objectives that keep one (MoCo, BYOL, DINO)."""
-        teacher = getattr(self, "teacher", None)
-        return None if teacher is None else teacher.copies[0]
+        return self.teacher.copies[0] if self.has_teacher else None
 
     def set_step(self, step: int) -> None:
         self.step = int(step)

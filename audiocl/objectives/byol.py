@@ -30,6 +30,7 @@ class BYOL(ContrastiveObjective):
     two views, as in the paper)."""
 
     needs_feats = True
+    has_teacher = True
 
     def __init__(
         self,
@@ -66,10 +67,7 @@ class BYOL(ContrastiveObjective):
         g = self.global_views
         p = self.predictor(self.projector(emb.reshape(views * batch, dim)))
         p = p.reshape(views, batch, -1)
-        self.teacher.train(self.training)
-        with torch.no_grad():
-            flat = feats.reshape(g * batch, *feats.shape[2:])
-            z = self.teacher(1, self.teacher(0, flat)).reshape(g, batch, -1)
+        z = self.teacher(feats.reshape(g * batch, *feats.shape[2:])).reshape(g, batch, -1)
         pairs = cross_view_pairs(g, views)
         loss = torch.stack([byol_loss(p[s], z[t]) for t, s in pairs]).mean()
         return loss, {"ema_momentum": self.teacher.momentum(self.step)}

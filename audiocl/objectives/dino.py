@@ -83,6 +83,7 @@ class DINO(ContrastiveObjective):
     """
 
     needs_feats = True
+    has_teacher = True
 
     def __init__(
         self,
@@ -146,10 +147,9 @@ class DINO(ContrastiveObjective):
         freeze = self.step < self.freeze_last_steps
         student = self.head(emb.reshape(views * batch, dim), freeze_last=freeze)
         student = student.reshape(views, batch, -1)
-        self.teacher.train(self.training)
         with torch.no_grad(), no_autocast(emb.device):
             flat = feats.reshape(g * batch, *feats.shape[2:])
-            teacher = self.teacher(1, self.teacher(0, flat)).float().reshape(g, batch, -1)
+            teacher = self.teacher(flat).float().reshape(g, batch, -1)
             temp = self.temperature_at(self.step)
             probs = F.softmax((teacher - self.center) / temp, dim=-1)
         pairs = cross_view_pairs(g, views)

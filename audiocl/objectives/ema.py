@@ -39,10 +39,13 @@ class EmaTeacher(nn.Module):
         t = min(1.0, step / self.total_steps)
         return self.final - (self.final - self.base) * (math.cos(math.pi * t) + 1.0) / 2.0
 
-    def forward(self, index: int, x: Tensor) -> Tensor:
-        """Run copy ``index`` on ``x`` without gradients, in this module's train/eval mode."""
+    def forward(self, x: Tensor) -> Tensor:
+        """Run the copies in order (the online chain, e.g. encoder then head) on ``x`` without
+        gradients; being a submodule, the teacher follows the objective's train/eval mode."""
         with torch.no_grad():
-            return self.copies[index](x)
+            for twin in self.copies:
+                x = twin(x)
+            return x
 
     @torch.no_grad()
     def update(self, step: int) -> None:

@@ -21,11 +21,12 @@ class MoCo(ContrastiveObjective):
     After the loss, global view 1's keys (gathered from all processes under DDP) replace the
     oldest queue entries.
 
-    The key networks are an ``EmaTeacher`` at constant momentum, run in the same train/eval mode
-    as this module (BatchNorm with batch statistics in training; no shuffle-BN).
+    The key networks are an ``EmaTeacher`` at constant momentum, in the same train/eval mode as
+    this module (BatchNorm with batch statistics in training; no shuffle-BN).
     """
 
     needs_feats = True
+    has_teacher = True
 
     def __init__(
         self,
@@ -63,8 +64,7 @@ class MoCo(ContrastiveObjective):
     @torch.no_grad()
     def keys(self, feats: Tensor) -> Tensor:
         """``feats (N, T, F)`` -> L2-normalised keys ``(N, dim)`` in float32."""
-        self.teacher.train(self.training)
-        return F.normalize(self.teacher(1, self.teacher(0, feats)).float(), dim=1)
+        return F.normalize(self.teacher(feats).float(), dim=1)
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
