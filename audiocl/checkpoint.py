@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,23 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: not a readable audiocl model ({first})") from None
+        raise ModelError(
+            f"{path}: not a readable audiocl model ({_why_unreadable(path, e)})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") not in (CHECKPOINT_FORMAT, MODEL_FORMAT):
         raise ModelError(f"{path}: not an audiocl model or checkpoint file")
     return data
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """What is wrong with a file ``torch.load`` refused, without PyTorch's advice to retry with
+    ``weights_only=False``: that would let an untrusted file run code."""
+    if not zipfile.is_zipfile(path):
+        return "not a PyTorch file" if path.stat().st_size else "empty file"
+    if "weights only load failed" in str(error).lower():
+        return "it holds Python objects that a safe load refuses; audiocl never unpickles them"
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def model_id(encoder_state: dict[str, torch.Tensor]) -> str:

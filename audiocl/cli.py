@@ -69,11 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except AudioclError as e:
-        print(f"audiocl {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(args, str(e), e.exit_code)
+    except OSError as e:  # a folder that cannot be written, a full disk: the user's to fix
+        return _fail(args, str(e), 1)
     except KeyboardInterrupt:
-        print(f"audiocl {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _fail(args, "interrupted", 130)
+
+
+def _fail(args, message: str, code: int) -> int:
+    """One line on stderr, or with ``--json`` one JSON object on stdout; returns ``code``."""
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"error": message, "exit_code": code}))
+    else:
+        print(f"audiocl {args.command}: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

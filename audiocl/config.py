@@ -7,6 +7,7 @@ The resolved config is saved into the run directory and into every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -221,6 +222,24 @@ class TrainConfig:
 
 
 @dataclass
+class PseudoLabelConfig:
+    """A second training stage on pseudo-speakers, for data without labels.
+
+    When the first stage ends, its model embeds every training utterance, spherical k-means
+    groups them into ``clusters`` pseudo-speakers (clusters smaller than ``min_cluster_size``
+    are left out), and a second run trains on those labels from the first stage's encoder.
+    ``stage2``: what the second run changes in this config, as a nested mapping of the same keys
+    (e.g. ``objective: {contrastive: none, aam_weight: 1.0}``); its sources and ``train.init``
+    are set by the stage itself. ``clusters: 0``: one stage only.
+    """
+
+    clusters: int = 0
+    min_cluster_size: int = 2
+    kmeans_iters: int = 50
+    stage2: dict = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -229,6 +248,7 @@ class Config:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
 
 
 def _check_type(value: Any, tp: Any, where: str) -> Any:
@@ -342,75 +362,196 @@ def shipped_configs() -> list[str]:
     return sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml"))
 
 
-def validate(cfg: Config) -> None:
-    """Range checks that the types alone cannot express."""
-    from .objectives import CONTRASTIVE  # the registry owns the names
+# Range of every numeric field: "> 0", ">= 0", ">= 1", ">= 2" or "[0, 1]". A list field's rule
+# applies to each item. Keys missing here are unbounded (seeds).
+RANGES = {
+    "data": {
+        "sample_rate": ">= 1",
+        "crop_seconds": "> 0",
+        "views": ">= 1",
+        "local_views": ">= 0",
+        "local_crop_seconds": "> 0",
+        "batch_size": ">= 2",
+        "num_workers": ">= 0",
+        "min_seconds": ">= 0",
+        "balance": ">= 0",
+    },
+    "augment": {
+        "noise_p": "[0, 1]",
+        "babble_p": "[0, 1]",
+        "babble_speakers": ">= 1",
+        "reverb_p": "[0, 1]",
+        "rt60": "> 0",
+        "speed_p": "[0, 1]",
+        "speeds": "> 0",
+        "gain_p": "[0, 1]",
+    },
+    "features": {
+        "n_mels": ">= 1",
+        "win_ms": "> 0",
+        "hop_ms": "> 0",
+        "preemphasis": "[0, 1]",
+        "dither": ">= 0",
+        "specaug_p": "[0, 1]",
+        "time_masks": ">= 0",
+        "time_mask_max": ">= 0",
+        "freq_masks": ">= 0",
+        "freq_mask_max": ">= 0",
+    },
+    "model": {"channels": ">= 1", "embed_dim": ">= 1", "base_channels": ">= 1"},
+    "objective": {
+        "contrastive_weight": ">= 0",
+        "temperature": "> 0",
+        "head_hidden": ">= 1",
+        "head_dim": ">= 1",
+        "head_layers": ">= 1",
+        "moco_queue": ">= 1",
+        "moco_momentum": "[0, 1]",
+        "ema_momentum": "[0, 1]",
+        "ema_momentum_final": "[0, 1]",
+        "prototypes": ">= 2",
+        "teacher_temp": "> 0",
+        "teacher_temp_warmup": "> 0",
+        "teacher_temp_warmup_fraction": "[0, 1]",
+        "center_momentum": "[0, 1]",
+        "freeze_prototypes_steps": ">= 0",
+        "sinkhorn_eps": "> 0",
+        "sinkhorn_iters": ">= 1",
+        "swav_queue": ">= 0",
+        "clip_init_temperature": "> 0",
+        "aam_weight": ">= 0",
+        "aam_scale": "> 0",
+        "aam_margin": ">= 0",
+        "margin_warmup_start": ">= 0",
+        "margin_warmup_steps": ">= 0",
+    },
+    "optim": {
+        "lr": "> 0",
+        "min_lr": ">= 0",
+        "weight_decay": ">= 0",
+        "momentum": "[0, 1]",
+        "warmup_steps": ">= 0",
+        "grad_clip": ">= 0",
+    },
+    "train": {
+        "steps": ">= 1",
+        "max_minutes": ">= 0",
+        "log_every": ">= 1",
+        "ckpt_every": ">= 1",
+        "keep_last": ">= 1",
+        "dev_every": ">= 0",
+        "threads": ">= 0",
+    },
+    "pseudo_labels": {"clusters": ">= 0", "min_cluster_size": ">= 1", "kmeans_iters": ">= 1"},
+}
+# (low, high) pairs: two items, low <= high
+PAIRS = {
+    "augment": ("snr_db", "babble_speakers", "babble_snr_db", "rt60", "speeds", "gain_db"),
+}
 
+
+def _in_range(value: float, rule: str) -> bool:
+    if rule == "[0, 1]":
+        return 0.0 <= value <= 1.0
+    op, bound = rule.split()
+    return value > float(bound) if op == ">" else value >= float(bound)
+
+
+def _check_ranges(cfg: Config) -> None:
+    for section, rules in RANGES.items():
+        node = getattr(cfg, section)
+        for key, rule in rules.items():
+            value = getattr(node, key)
+            for v in value if isinstance(value, list) else [value]:
+                if not (math.isfinite(v) and _in_range(v, rule)):
+                    raise ConfigError(f"{section}.{key} must be {rule}, got {value!r}")
+    for section, keys in PAIRS.items():
+        for key in keys:
+            value = getattr(getattr(cfg, section), key)
+            if len(value) != 2 or value[0] > value[1]:
+                raise ConfigError(
+                    f"{section}.{key} must be [low, high] with low <= high, got {value!r}"
+                )
+
+
+def _check_choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+
+
+def validate(cfg: Config) -> None:
+    """Every numeric field against its range, every named choice against its registry, and the
+    combinations the types alone cannot express."""
+    from .corpus import FORMATS
+    from .models import ENCODERS
+    from .objectives import CONTRASTIVE  # the registries own the names
+
+    _check_ranges(cfg)
     o, d = cfg.objective, cfg.data
-    choices = [*CONTRASTIVE, "none"]
-    if o.contrastive not in choices:
-        raise ConfigError(
-            f"objective.contrastive: {o.contrastive!r} is not one of {', '.join(choices)}"
-        )
+    _check_choice("objective.contrastive", o.contrastive, [*CONTRASTIVE, "none"])
+    _check_choice("model.encoder", cfg.model.encoder, list(ENCODERS))
+    for i, src in enumerate(d.sources):
+        _check_choice(f"data.sources[{i}].format", src.format, FORMATS)
+        if not src.path:
+            raise ConfigError(f"data.sources[{i}].path is empty")
+    _check_choice("objective.embed_from", o.embed_from, ("student", "teacher"))
+    _check_choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd"))
+    _check_choice("optim.schedule", cfg.optim.schedule, ("cosine", "exponential", "constant"))
+    _check_choice("augment.files", cfg.augment.files, ("all", "train"))
+    _check_choice("train.amp", cfg.train.amp, ("auto", "bf16", "off"))
+    _check_choice("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
     if o.contrastive == "none" and o.contrastive_weight > 0:
         raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
-    if (
-        o.aam_weight < 0
-        or o.contrastive_weight < 0
-        or (o.aam_weight == 0 and o.contrastive_weight == 0)
-    ):
-        raise ConfigError(
-            "objective: aam_weight and contrastive_weight must be >= 0 and not both 0"
-        )
-    if d.views < 1 or (o.contrastive_weight > 0 and d.views < 2):
+    if o.aam_weight == 0 and o.contrastive_weight == 0:
+        raise ConfigError("objective: aam_weight and contrastive_weight must not both be 0")
+    if o.contrastive_weight > 0 and d.views < 2:
         raise ConfigError("data.views: contrastive objectives need at least 2 views")
-    if d.batch_size < 2 or d.crop_seconds <= 0:
-        raise ConfigError("data: batch_size must be >= 2 and crop_seconds > 0")
     if any(not 0.0 < s.label_fraction <= 1.0 for s in d.sources):
         raise ConfigError("data.sources: label_fraction must be in (0, 1]")
-    if d.local_views < 0 or d.local_crop_seconds <= 0:
-        raise ConfigError("data: local_views must be >= 0 and local_crop_seconds > 0")
-    if o.temperature <= 0 or o.teacher_temp <= 0 or o.teacher_temp_warmup <= 0:
-        raise ConfigError(
-            "objective: temperature, teacher_temp and teacher_temp_warmup must be > 0"
-        )
-    if not o.clip_init_temperature > 0:
-        raise ConfigError("objective.clip_init_temperature must be > 0")
-    for key in (
-        "moco_momentum",
-        "ema_momentum",
-        "ema_momentum_final",
-        "center_momentum",
-        "teacher_temp_warmup_fraction",
-    ):
-        if not 0.0 <= getattr(o, key) <= 1.0:
-            raise ConfigError(f"objective.{key} must be in [0, 1], got {getattr(o, key)}")
-    if o.prototypes < 2 or o.head_layers < 1 or o.head_hidden < 1 or o.head_dim < 1:
-        raise ConfigError("objective: prototypes >= 2, head_layers, head_hidden, head_dim >= 1")
-    if o.sinkhorn_eps <= 0 or o.sinkhorn_iters < 1 or o.swav_queue < 0 or o.moco_queue < 1:
-        raise ConfigError(
-            "objective: sinkhorn_eps > 0, sinkhorn_iters >= 1, swav_queue >= 0, moco_queue >= 1"
-        )
-    if o.embed_from not in ("student", "teacher"):
-        raise ConfigError(f"objective.embed_from: {o.embed_from!r} is not one of student, teacher")
     with_teacher = [name for name, cls in CONTRASTIVE.items() if cls.has_teacher]
     if o.embed_from == "teacher" and o.contrastive not in with_teacher:
         raise ConfigError(
             f"objective.embed_from: teacher needs an objective with an EMA teacher "
             f"({', '.join(with_teacher)}), not {o.contrastive}"
         )
-    if o.freeze_prototypes_steps < 0:
-        raise ConfigError("objective.freeze_prototypes_steps must be >= 0")
-    if cfg.optim.name not in ("adam", "adamw", "sgd"):
-        raise ConfigError(f"optim.name: {cfg.optim.name!r} is not one of adam, adamw, sgd")
-    if cfg.optim.schedule not in ("cosine", "exponential", "constant"):
+    pl = cfg.pseudo_labels
+    if pl.clusters:
+        if pl.clusters < 2:
+            raise ConfigError("pseudo_labels.clusters must be 0 (one stage) or >= 2")
+        pseudo_label_stage(cfg, "pseudo_labels.csv", "model.pt")  # its errors now, not later
+    elif pl.stage2:
+        raise ConfigError("pseudo_labels.stage2 is set but pseudo_labels.clusters is 0")
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` merged in, mapping into mapping; other values are replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def pseudo_label_stage(cfg: Config, manifest: str, init: str) -> Config:
+    """The second-stage config of ``cfg`` (``pseudo_labels``): ``stage2`` merged in, trained on
+    the labelled CSV ``manifest`` from the encoder in ``init``."""
+    data = _merge(to_dict(cfg), cfg.pseudo_labels.stage2)
+    data["data"]["sources"] = [{"path": str(manifest), "labelled": True, "format": "csv"}]
+    data["train"]["init"] = str(init)
+    data["pseudo_labels"] = to_dict(PseudoLabelConfig())
+    try:
+        out = from_dict(Config, data)
+        validate(out)
+    except ConfigError as e:
+        raise ConfigError(f"pseudo_labels.stage2: {e}") from None
+    if out.objective.aam_weight <= 0:
         raise ConfigError(
-            f"optim.schedule: {cfg.optim.schedule!r} is not one of cosine, exponential, constant"
+            "pseudo_labels.stage2: the second stage trains on the pseudo-speakers, so it needs "
+            "objective.aam_weight > 0"
         )
-    if cfg.augment.files not in ("all", "train"):
-        raise ConfigError(f"augment.files: {cfg.augment.files!r} is not one of all, train")
-    if cfg.train.amp not in ("auto", "bf16", "off"):
-        raise ConfigError(f"train.amp: {cfg.train.amp!r} is not one of auto, bf16, off")
+    return out
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -49,7 +49,7 @@ from .fileio import atomic_path
 
 MANIFEST_NAME = ".audiocl_manifest.npz"
 _CACHE_VERSION = 2
-_FORMATS = ("auto", "voxceleb", "kaldi", "csv")
+FORMATS = ("auto", "voxceleb", "kaldi", "csv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -751,8 +751,8 @@ def open_corpus(
     ``workers`` threads (default 4 per core, at most 16). Utterances shorter than
     ``min_duration`` seconds and unreadable files are left out and listed in ``corpus.skipped``.
     Raises DataError for a missing source or a malformed list file."""
-    if format not in _FORMATS:
-        raise ValueError(f"unknown corpus format {format!r}; choose one of {_FORMATS}")
+    if format not in FORMATS:
+        raise ValueError(f"unknown corpus format {format!r}; choose one of {FORMATS}")
     src = Path(source).expanduser().absolute()
     if not src.exists():
         raise DataError(f"{src}: corpus not found")

@@ -453,10 +453,14 @@ def fit(
     record_last: bool = True,
 ) -> Path:
     """Train per ``cfg`` into ``run_dir``; returns the run directory (model at ``model.pt``),
-    which becomes the default model unless ``record_last`` is False."""
-    trainer = Trainer(cfg, Path(run_dir), resume=resume, quiet=quiet)
+    which becomes the default model unless ``record_last`` is False. With
+    ``pseudo_labels.clusters`` the run has two stages (``audiocl.pseudo_labels``)."""
     try:
-        return trainer.run(record_last)
+        if cfg.pseudo_labels.clusters:
+            from .pseudo_labels import fit_two_stages
+
+            return fit_two_stages(cfg, Path(run_dir), resume, quiet, record_last)
+        return Trainer(cfg, Path(run_dir), resume=resume, quiet=quiet).run(record_last)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

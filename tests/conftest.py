@@ -1,4 +1,9 @@
-"""Shared test helpers."""
+"""Shared test helpers, and a private home for every test: nothing a test runs may read or
+write the user's real ``~/.local/share/audiocl`` (a test that recorded its model there once
+became the user's default model)."""
+
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,3 +27,39 @@ def make_tiny_model():
         return path
 
     return make
+
+
+HOME_VARS = ("HOME", "AUDIOCL_HOME", "XDG_DATA_HOME", "AUDIOCL_MODEL")
+
+
+def real_data_dir() -> Path:
+    """The user's audiocl folder as it was before any fixture changed the environment."""
+    env = REAL_ENV
+    if env["AUDIOCL_HOME"]:
+        return Path(env["AUDIOCL_HOME"])
+    base = env["XDG_DATA_HOME"] or Path(env["HOME"] or Path.home()) / ".local" / "share"
+    return Path(base) / "audiocl"
+
+
+REAL_ENV = {k: os.environ.get(k) for k in HOME_VARS}
+
+
+def _private(mp: pytest.MonkeyPatch, home: Path) -> None:
+    mp.setenv("HOME", str(home))
+    mp.setenv("AUDIOCL_HOME", str(home / "audiocl"))
+    mp.delenv("XDG_DATA_HOME", raising=False)
+    mp.delenv("AUDIOCL_MODEL", raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_session_home(tmp_path_factory):
+    """For module- and session-scoped fixtures, which run before any per-test fixture."""
+    with pytest.MonkeyPatch.context() as mp:
+        _private(mp, tmp_path_factory.mktemp("session-home"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path_factory, monkeypatch):
+    """A fresh home per test (subprocesses inherit it), so no test sees another's model."""
+    _private(monkeypatch, tmp_path_factory.mktemp("home"))

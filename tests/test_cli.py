@@ -210,6 +210,26 @@ def test_store_of_another_model_is_refused(env, capsys):
     assert code == 5 and len(err.strip().splitlines()) == 1
 
 
+def test_usage_errors_and_json_errors(env, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["identify", wav(env, 0, 0), "--top", "0"])
+    assert exc.value.code == 2 and "at least 1" in capsys.readouterr().err
+    (env["tmp"] / "README.md").write_text("# not a model\n")
+    code, out, err = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1), "--model", "README.md")
+    assert code == 4 and "not a PyTorch file" in err and "weights_only" not in err and not out
+    # with --json the error is a JSON object on stdout, nothing on stderr
+    code, out, err = run(capsys, "verify", wav(env, 0, 0), "nope.wav", "--threshold", "0", "--json")
+    assert code == 3 and not err
+    assert json.loads(out) == {"error": json.loads(out)["error"], "exit_code": 3}
+    assert "nope.wav" in json.loads(out)["error"]
+
+
+def test_quickstart_rejects_a_bad_override_before_any_work(env, capsys):
+    code, _, err = run(capsys, "quickstart", "--out", "qs", "--set", "foo.bar=1")
+    assert code == 2 and "foo" in err
+    assert not (env["tmp"] / "qs").exists()
+
+
 def test_no_model_anywhere_is_exit_4(env, capsys, monkeypatch):
     monkeypatch.delenv("AUDIOCL_MODEL")
     code, _, err = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1))

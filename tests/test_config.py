@@ -54,8 +54,54 @@ def test_range_checks():
         load_config(None, ["data.local_views=-1"])
     with pytest.raises(ConfigError, match="at least 2 views"):
         load_config(None, ["data.views=1"])
-    with pytest.raises(ConfigError, match="not both 0"):
+    with pytest.raises(ConfigError, match="not both be 0"):
         load_config(None, ["objective.contrastive_weight=0"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.encoder=foo", "model.encoder: 'foo' is not one of ecapa_tdnn, resnet34"),
+        ("data.sources=[{path: a, format: wav}]", r"data.sources\[0\].format: 'wav'"),
+        ("data.sources=[{format: csv}]", r"data.sources\[0\].path is empty"),
+        ("optim.lr=-1", "optim.lr must be > 0"),
+        ("optim.lr=.nan", "optim.lr must be > 0"),
+        ("data.num_workers=-3", "data.num_workers must be >= 0"),
+        ("train.keep_last=0", "train.keep_last must be >= 1"),
+        ("augment.noise_p=1.5", r"augment.noise_p must be \[0, 1\]"),
+        ("augment.speeds=[1.1, 0.9]", "augment.speeds must be .low, high."),
+        ("augment.snr_db=[5]", "augment.snr_db must be .low, high."),
+        ("train.device=gpu", "train.device: 'gpu' is not one of auto, cpu, cuda"),
+        ("features.hop_ms=0", "features.hop_ms must be > 0"),
+        ("objective.aam_margin=-0.1", "objective.aam_margin must be >= 0"),
+    ],
+)
+def test_every_value_is_checked_and_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_every_numeric_field_has_a_range():
+    """A new numeric field must get a rule in RANGES (seeds are the only unbounded ones)."""
+    import dataclasses
+
+    from audiocl.config import PAIRS, RANGES, Config
+
+    for section in dataclasses.fields(Config):
+        cls = (
+            section.type
+            if isinstance(section.type, type)
+            else type(getattr(Config(), section.name))
+        )
+        for f in dataclasses.fields(cls):
+            value = getattr(getattr(Config(), section.name), f.name)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            listed = isinstance(value, list) and value and isinstance(value[0], (int, float))
+            if (numeric or listed) and f.name != "seed":
+                known = f.name in RANGES.get(section.name, {}) or f.name in PAIRS.get(
+                    section.name, ()
+                )
+                assert known, f"{section.name}.{f.name} has no range rule"
 
 
 def test_saved_config_round_trips(tmp_path):
@@ -69,6 +115,7 @@ def test_saved_config_round_trips(tmp_path):
     [
         "quickstart",
         "real_cpu",
+        "ssl_cpu",
         "vox2_ecapa_aam",
         "vox2_ecapa_simclr",
         "vox2_ecapa_moco",

@@ -19,6 +19,19 @@ from. A model that was never calibrated gets no decision ("unknown", exit code 4
 --threshold: a guessed threshold would be wrong for most models."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value is a usage error, exit 2)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_model(p) -> None:
     p.add_argument("--model", default=None, metavar="PATH", help=MODEL_HELP)
 

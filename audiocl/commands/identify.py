@@ -21,7 +21,9 @@ store or a store of another model.
 
 def add_arguments(p):
     p.add_argument("file", metavar="FILE", help="recording to identify")
-    p.add_argument("--top", type=int, default=5, help="how many speakers to list (default 5)")
+    p.add_argument(
+        "--top", type=_common.positive_int, default=5, help="how many speakers to list (default 5)"
+    )
     _common.add_threshold(p)
     _common.add_db(p)
     _common.add_model(p)

@@ -38,6 +38,15 @@ def run(args) -> int:
 
     out = Path(args.out)
     t0 = time.monotonic()
+    # checked before minutes of synthesis, so a mistyped --set fails at once
+    overrides = [
+        f"data.root={out / 'data'}",
+        "data.sources=[{path: train, labelled: true}]",
+        f"train.seed={args.seed}",
+        f"train.max_minutes={args.minutes}",
+        *args.overrides,
+    ]
+    cfg = load_config("quickstart", overrides)
     train_dir, test_dir = out / "data" / "train", out / "data" / "test"
     for d in (train_dir, test_dir):
         if d.exists():
@@ -55,14 +64,6 @@ def run(args) -> int:
     )
     trials = test_dir / "trials.txt"
 
-    overrides = [
-        f"data.root={out / 'data'}",
-        "data.sources=[{path: train, labelled: true}]",
-        f"train.seed={args.seed}",
-        f"train.max_minutes={args.minutes}",
-        *args.overrides,
-    ]
-    cfg = load_config("quickstart", overrides)
     torch.manual_seed(args.seed)
     untrained = TrainModule(cfg, 1)
     print("evaluating the untrained encoder ...")
