@@ -2,15 +2,17 @@
 
 The first stage (e.g. DINO, no labels) trains into ``RUN/pretrain``. Its model embeds every
 training utterance, spherical k-means groups the embeddings into pseudo-speakers, and a second
-run trains on them (AAM) from the first stage's encoder into ``RUN`` itself::
+run trains on them (AAM) from the first stage's encoder. With ``rounds: 2`` that run's model
+labels the data again (better embeddings, better clusters) for a third run from it::
 
     RUN/pretrain/            the first stage's run directory (config, metrics, checkpoints, model)
-    RUN/pseudo_labels.csv    path,speaker,duration,sample_rate: the second stage's only source
+    RUN/round1/              the first round when there are two (same layout as RUN)
+    RUN/pseudo_labels.csv    path,speaker,duration,sample_rate: the last round's only source
     RUN/pseudo_labels.json   what the clustering found (cluster sizes, files left out)
-    RUN/model.pt             the second stage's model: the recipe's result
+    RUN/model.pt             the last round's model: the recipe's result
 
-The CSV is written last and atomically, so its presence means the first stage is done: a
-resumed run goes straight on to the second stage.
+A round's CSV is written last and atomically, so its presence means the stage before it is
+done: a resumed run goes straight on to the round.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -112,35 +115,55 @@ def write_manifest(path: Path, corpus: Corpus, labels: np.ndarray) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-def fit_two_stages(
-    cfg: Config, run_dir: Path, resume: bool, quiet: bool, record_last: bool
-) -> Path:
-    """First stage into ``run_dir/pretrain``, pseudo-labels, second stage into ``run_dir``."""
-    from .train import Trainer, find_checkpoints
+def label_with(
+    model: Path, corpus: Corpus, out_dir: Path, cfg: Config, device, quiet: bool
+) -> None:
+    """Pseudo-speakers of ``corpus`` from ``model``: ``out_dir/pseudo_labels.json``, then the
+    manifest (last: it marks the labels as done)."""
+    emb = embed_corpus(model, corpus, device, quiet)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        labels, summary = assign(emb, cfg.pseudo_labels, cfg.train.seed)
+        if not quiet:
+            print(
+                f"pseudo-labels from {model}: {summary['utterances_kept']} of "
+                f"{summary['utterances']} utterances in {summary['clusters_kept']} "
+                f"pseudo-speakers (largest {summary['largest_cluster']}, median "
+                f"{summary['median_cluster']:g})"
+            )
+        write_text_atomic(out_dir / "pseudo_labels.json", json.dumps(summary, indent=1))
+        write_manifest(out_dir / MANIFEST, corpus, labels)
+    if dist.is_initialized():
+        dist.barrier()
 
-    pre, manifest = run_dir / PRETRAIN, run_dir / MANIFEST
-    if not resume and (find_checkpoints(run_dir) or find_checkpoints(pre)):
+
+def stage_dirs(run_dir: Path, rounds: int) -> list[Path]:
+    """Run directories of the stages: ``pretrain``, ``round1`` .. ``round{rounds-1}``, and
+    ``run_dir`` itself for the last round."""
+    return [run_dir / PRETRAIN, *(run_dir / f"round{r}" for r in range(1, rounds)), run_dir]
+
+
+def fit_stages(cfg: Config, run_dir: Path, resume: bool, quiet: bool, record_last: bool) -> Path:
+    """The first stage into ``run_dir/pretrain``; then ``pseudo_labels.rounds`` times: label the
+    training data with the latest model and train on the labels from it."""
+    from .data import open_training_data
+    from .train import Trainer, find_checkpoints, setup_distributed
+
+    dirs = stage_dirs(run_dir, cfg.pseudo_labels.rounds)
+    if not resume and any(find_checkpoints(d) for d in dirs):
         raise ConfigError(
             f"{run_dir} already holds checkpoints: pass --resume to continue it, "
             "or choose another --out"
         )
-    stage2 = pseudo_label_stage(cfg, str(manifest.resolve()), str((pre / "model.pt").resolve()))
-    if not (resume and manifest.exists()):
-        first = dataclasses.replace(cfg, pseudo_labels=PseudoLabelConfig())
-        trainer = Trainer(first, pre, resume=resume, quiet=quiet)
-        trainer.run(record_last=False)
-        corpus = trainer.data.corpus
-        emb = embed_corpus(pre / "model.pt", corpus, trainer.device, quiet)
-        if trainer.rank == 0:
-            labels, summary = assign(emb, cfg.pseudo_labels, cfg.train.seed)
-            if not quiet:
-                print(
-                    f"pseudo-labels: {summary['utterances_kept']} of {summary['utterances']} "
-                    f"utterances in {summary['clusters_kept']} pseudo-speakers (largest "
-                    f"{summary['largest_cluster']}, median {summary['median_cluster']:g})"
-                )
-            write_text_atomic(run_dir / "pseudo_labels.json", json.dumps(summary, indent=1))
-            write_manifest(manifest, corpus, labels)
-        if dist.is_initialized():
-            dist.barrier()
-    return Trainer(stage2, run_dir, resume=resume, quiet=quiet).run(record_last)
+    prev_cfg = dataclasses.replace(cfg, pseudo_labels=PseudoLabelConfig())
+    corpus = None  # every round labels the whole training data of the first stage
+    for prev_dir, out_dir in itertools.pairwise(dirs):
+        manifest = out_dir / MANIFEST
+        if not (resume and manifest.exists()):
+            Trainer(prev_cfg, prev_dir, resume=resume, quiet=quiet).run(record_last=False)
+            if corpus is None:
+                corpus = open_training_data(cfg.data).corpus
+            device = setup_distributed(cfg.train.device)[2]
+            label_with(prev_dir / "model.pt", corpus, out_dir, cfg, device, quiet)
+        model = (prev_dir / "model.pt").resolve()
+        prev_cfg = pseudo_label_stage(cfg, str(manifest.resolve()), str(model))
+    return Trainer(prev_cfg, dirs[-1], resume=resume, quiet=quiet).run(record_last)

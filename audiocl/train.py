@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoint
+from .allocator import keep_freed_memory
 from .config import Config, save_config, to_dict
 from .data import ViewBatches, make_loader, open_training_data, resolve
 from .errors import ConfigError, DataError
@@ -200,6 +201,8 @@ class Trainer:
         self.rank, self.world, self.device = setup_distributed(cfg.train.device)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        if cfg.train.keep_freed_memory:
+            keep_freed_memory()
         if cfg.train.deterministic:
             torch.use_deterministic_algorithms(True)
         existing = find_checkpoints(self.run_dir)
@@ -454,12 +457,12 @@ def fit(
 ) -> Path:
     """Train per ``cfg`` into ``run_dir``; returns the run directory (model at ``model.pt``),
     which becomes the default model unless ``record_last`` is False. With
-    ``pseudo_labels.clusters`` the run has two stages (``audiocl.pseudo_labels``)."""
+    ``pseudo_labels.clusters`` the run has several stages (``audiocl.pseudo_labels``)."""
     try:
         if cfg.pseudo_labels.clusters:
-            from .pseudo_labels import fit_two_stages
+            from .pseudo_labels import fit_stages
 
-            return fit_two_stages(cfg, Path(run_dir), resume, quiet, record_last)
+            return fit_stages(cfg, Path(run_dir), resume, quiet, record_last)
         return Trainer(cfg, Path(run_dir), resume=resume, quiet=quiet).run(record_last)
     finally:
         if dist.is_initialized():

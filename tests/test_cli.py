@@ -59,6 +59,25 @@ def test_help_for_every_command(capsys):
     assert "exit codes" in capsys.readouterr().out
 
 
+def test_every_option_is_described():
+    import argparse
+
+    from audiocl.cli import build_parser
+
+    missing = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    walk(child, f"{name} {sub}")
+            elif not action.help:
+                missing.append(f"{name} {action.option_strings or action.dest}")
+
+    walk(build_parser(), "audiocl")
+    assert not missing
+
+
 def test_embed_files_and_list(env, capsys):
     files = [wav(env, 0, 0), wav(env, 1, 0)]
     (env["tmp"] / "list.txt").write_text("# files\n" + files[1] + "\n\n")
@@ -228,6 +247,36 @@ def test_quickstart_rejects_a_bad_override_before_any_work(env, capsys):
     code, _, err = run(capsys, "quickstart", "--out", "qs", "--set", "foo.bar=1")
     assert code == 2 and "foo" in err
     assert not (env["tmp"] / "qs").exists()
+
+
+def test_quickstart_trains_a_fixed_number_of_steps(env, capsys, monkeypatch):
+    monkeypatch.delenv("AUDIOCL_MODEL")
+    code, out, _ = run(
+        capsys,
+        "quickstart",
+        "--out",
+        "qs",
+        "--steps",
+        "3",
+        "--train-speakers",
+        "3",
+        "--test-speakers",
+        "2",
+        "--quiet",
+        "--set",
+        "model.channels=32",
+        "--set",
+        "data.batch_size=4",
+    )
+    assert code == 0 and "training for 3 steps" in out
+    figures = json.loads((env["tmp"] / "qs" / "quickstart.json").read_text())
+    assert figures["steps"] == 3
+    for which in ("untrained", "trained"):
+        assert 0.0 <= figures[which]["eer"] <= 1.0
+        assert figures[which]["n_target"] == 2 * 15 and figures[which]["n_nontarget"] > 0
+    # the trained model is the default model of the other commands now
+    code, result = run_json(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1), "--threshold", "0")
+    assert code in (0, 1) and result["model"]["path"] == str(env["tmp"] / "qs" / "run" / "model.pt")
 
 
 def test_no_model_anywhere_is_exit_4(env, capsys, monkeypatch):

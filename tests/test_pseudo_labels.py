@@ -73,17 +73,22 @@ def test_stage2_is_checked_when_the_config_is_loaded():
         load_config(None, [STAGE2])
 
 
-def test_two_stage_run_trains_on_pseudo_speakers_and_resumes(corpus, tmp_path, monkeypatch):  # noqa: F811
-    monkeypatch.setenv("AUDIOCL_HOME", str(tmp_path / "home"))
-    cfg = tiny_config(
-        corpus,
+def dino_then_pseudo_speakers(root, *extra):
+    """DINO on unlabelled synthetic speech, then AAM on 4 pseudo-speakers (2 steps each)."""
+    return tiny_config(
+        root,
         "data.sources=[{path: train, labelled: false}]",
         "objective.contrastive=dino",
         *MULTICROP,
         "train.steps=2",
         "pseudo_labels.clusters=4",
         STAGE2,
+        *extra,
     )
+
+
+def test_two_stage_run_trains_on_pseudo_speakers_and_resumes(corpus, tmp_path):  # noqa: F811
+    cfg = dino_then_pseudo_speakers(corpus)
     run = fit(cfg, tmp_path / "run", quiet=True)
     pre = checkpoint.load(run / "pretrain" / "model.pt")
     assert pre["speakers"] == [] and pre["config"]["objective"]["contrastive"] == "dino"
@@ -103,3 +108,18 @@ def test_two_stage_run_trains_on_pseudo_speakers_and_resumes(corpus, tmp_path, m
     assert checkpoint.load(run / "model.pt")["step"] == final["step"]
     with pytest.raises(ConfigError, match="--resume"):
         fit(cfg, run, quiet=True)
+
+
+def test_second_round_labels_with_the_first_rounds_model(corpus, tmp_path):  # noqa: F811
+    cfg = dino_then_pseudo_speakers(corpus, "pseudo_labels.rounds=2")
+    run = fit(cfg, tmp_path / "run", quiet=True)
+    first = checkpoint.load(run / "round1" / "model.pt")
+    assert first["config"]["train"]["init"] == str((run / "pretrain" / "model.pt").resolve())
+    final = checkpoint.load(run / "model.pt")
+    assert final["config"]["train"]["init"] == str((run / "round1" / "model.pt").resolve())
+    # each round clustered all 18 utterances, with its own model
+    for d in (run / "round1", run):
+        assert json.loads((d / "pseudo_labels.json").read_text())["utterances"] == 18
+    assert final["speakers"] == sorted(
+        {r["speaker"] for r in csv.DictReader((run / "pseudo_labels.csv").read_text().splitlines())}
+    )

@@ -15,10 +15,10 @@ def add_arguments(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = sub.add_parser("list", help="list enrolled speakers")
     rm = sub.add_parser("remove", help="remove a speaker")
-    rm.add_argument("name")
+    rm.add_argument("name", help="the enrolled speaker to remove")
     mv = sub.add_parser("rename", help="rename a speaker")
-    mv.add_argument("old")
-    mv.add_argument("new")
+    mv.add_argument("old", help="the enrolled speaker's current name")
+    mv.add_argument("new", help="the new name (must not be taken)")
     for q in (ls, rm, mv):
         _common.add_db(q)
         _common.add_json(q)
