@@ -220,7 +220,7 @@ class TrainConfig:
     deterministic: bool = False
     threads: int = 0
     # glibc keeps freed blocks for reuse instead of page-faulting them anew every step
-    # (audiocl/allocator.py: 1.7x faster CPU steps); process-wide, so it can be turned off
+    # (audiocl/allocator.py: 1.5-1.65x faster CPU steps); process-wide, so it can be turned off
     keep_freed_memory: bool = True
 
 
