@@ -221,16 +221,27 @@ class Corpus:
             skipped=skipped,
         )
 
-    def subset(self, indices: Iterable[int]) -> Corpus:
+    def subset(self, indices: Iterable[int], speakers: Sequence[str] | None = None) -> Corpus:
         """The records at ``indices`` (kept in utt-id order); speakers left without utterances
-        drop out of the speaker table."""
-        idx = np.unique(np.asarray(list(indices), dtype=np.int64))
-        used, spk = np.unique(self._spk[idx], return_inverse=True)
+        drop out of the speaker table. ``speakers``: new speaker names instead of the records'
+        own, one per index (pseudo-speakers)."""
+        idx = np.asarray(list(indices), dtype=np.int64)
+        if speakers is None:
+            idx = np.unique(idx)
+            used, spk = np.unique(self._spk[idx], return_inverse=True)
+            table = [self._speakers[i] for i in used.tolist()]
+        else:
+            if len(speakers) != len(idx) or len(np.unique(idx)) != len(idx):
+                raise ValueError("subset: one new speaker name per distinct index")
+            order = np.argsort(idx)
+            idx = idx[order]
+            names, spk = np.unique(np.asarray(speakers, dtype=str)[order], return_inverse=True)
+            table = names.tolist()
         return Corpus(
             self._root,
             self._paths.take(idx.tolist()),
             None if self._utts is None else self._utts.take(idx.tolist()),
-            [self._speakers[i] for i in used.tolist()],
+            table,
             spk.astype(np.int32),
             self._dur[idx],
             self._sr[idx],

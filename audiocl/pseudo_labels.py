@@ -7,7 +7,7 @@ labels the data again (better embeddings, better clusters) for a third run from 
 
     RUN/pretrain/            the first stage's run directory (config, metrics, checkpoints, model)
     RUN/round1/              the first round when there are two (same layout as RUN)
-    RUN/pseudo_labels.csv    path,speaker,duration,sample_rate: the last round's only source
+    RUN/pseudo_labels.csv    a CSV manifest of the pseudo-speakers: the last round's only source
     RUN/pseudo_labels.json   what the clustering found (cluster sizes, files left out)
     RUN/model.pt             the last round's model: the recipe's result
 
@@ -17,9 +17,7 @@ done: a resumed run goes straight on to the round.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import itertools
 import json
 from pathlib import Path
@@ -106,13 +104,8 @@ def assign(embeddings: np.ndarray, cfg: PseudoLabelConfig, seed: int) -> tuple[n
 
 def write_manifest(path: Path, corpus: Corpus, labels: np.ndarray) -> None:
     """A labelled CSV manifest of the utterances with a pseudo-speaker (atomic)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "speaker", "duration", "sample_rate"])
-    dur, sr = corpus.durations, corpus.sample_rates
-    for i in np.flatnonzero(labels >= 0):
-        w.writerow([corpus.path(i), f"p{labels[i]:06d}", f"{dur[i]:.4f}", int(sr[i])])
-    write_text_atomic(path, buf.getvalue())
+    keep = np.flatnonzero(labels >= 0)
+    corpus.subset(keep, [f"p{k:06d}" for k in labels[keep]]).save_manifest(path)
 
 
 def label_with(

@@ -336,3 +336,14 @@ def test_from_utterances_and_subset(tmp_path):
     assert list(c) == sorted(utts, key=lambda u: u.utt_id)
     sub = c.subset([0, 3])
     assert [u.utt_id for u in sub] == ["u0", "u3"] and sub.speakers == ["s0"]
+    # new speaker names, one per index in any order (pseudo-speakers), survive a manifest
+    named = c.subset([5, 1, 3], ["b", "a", "b"])
+    assert [(u.utt_id, u.speaker) for u in named] == [("u1", "a"), ("u3", "b"), ("u5", "b")]
+    assert named.speakers == ["a", "b"]
+    named.save_manifest(tmp_path / "m.csv")
+    back = open_corpus(tmp_path / "m.csv")
+    assert [(u.utt_id, u.speaker, u.path) for u in back] == [
+        (u.utt_id, u.speaker, u.path) for u in named
+    ]
+    with pytest.raises(ValueError, match="one new speaker name per distinct index"):
+        c.subset([1, 1], ["a", "b"])

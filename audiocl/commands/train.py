@@ -6,7 +6,8 @@ HELP = "train a speaker encoder from a YAML config"
 DESCRIPTION = """Train a speaker encoder (contrastive and/or AAM objectives) from a YAML config.
 
 Configs shipped with audiocl (pass the name or a path): quickstart, real_cpu, ssl_cpu (no
-labels: DINO, then AAM on k-means pseudo-speakers of its embeddings, see pseudo_labels), and the VoxCeleb2 recipes vox2_ecapa_simclr, vox2_ecapa_moco, vox2_ecapa_aam,
+labels: DINO, then AAM on k-means pseudo-speakers of its embeddings, see pseudo_labels), and
+the VoxCeleb2 recipes vox2_ecapa_simclr, vox2_ecapa_moco, vox2_ecapa_aam,
 vox2_ecapa_aam_simclr. Objectives: objective.contrastive = simclr, moco, byol, dino, swav, clip
 or none, with or without AAM (objective.aam_weight).
 Multi-process data-parallel training: torchrun --nproc_per_node N -m audiocl train ...
