@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from .embed import Embedder
-from .errors import AudioError, ModelError
+from .errors import AudioError, ConfigError, ModelError, StoreError
+from .scoring import cosine_scores
 from .store import SpeakerRecord, SpeakerStore
 
 # operating point name -> key of the model's calibration record
@@ -129,7 +130,7 @@ class Model:
             from .audio import resample
 
             w = resample(w, sr, self.sample_rate)
-        return w
+        return self.embedder.gate(w, self.sample_rate, "<waveform>")
 
     def _load(self, x: Audio, sample_rate: int | None) -> torch.Tensor:
         if isinstance(x, (str, os.PathLike)):
@@ -164,10 +165,12 @@ class Model:
         threshold: float | None = None,
         sample_rate: int | None = None,
         operating_point: str = "eer",
+        label: str = "argument",
     ) -> Verification:
-        """Compare two utterances: cosine score and, when a threshold is known, the decision."""
+        """Compare two utterances: cosine score and, when a threshold is known, the decision
+        (``label`` names an explicit threshold's source in the result)."""
         ea, eb = self.embed_many([a, b], sample_rate=sample_rate)
-        return self.decide(float(np.clip(ea @ eb, -1.0, 1.0)), threshold, operating_point)
+        return self.decide(float(cosine_scores(ea, eb)[0]), threshold, operating_point, label)
 
     def decide(
         self,
@@ -198,25 +201,43 @@ class Model:
         skip_bad: bool = False,
         out: str | os.PathLike | None = None,
         cache: bool | str | os.PathLike = True,
-    ) -> dict:
+        max_cohort: int | None = None,
+        seed: int = 0,
+        progress: Callable | None = None,
+        result: bool = False,
+    ):
         """EER and minDCF(0.01, 0.05) of a trial list, raw and (with a cohort) AS-Norm.
 
-        Returns the report dict (``raw``, ``as_norm``, counts; see ``audiocl eval``). ``out``:
-        also write scores.txt, metrics.json, det.png and scores.png there. ``cache``: True for
-        the per-user embedding cache, a folder, or False.
+        Returns the report dict (``raw``, ``as_norm``, counts; see ``audiocl eval``), or with
+        ``result`` the whole ``EvalResult`` (scores included). ``out``: also write scores.txt,
+        metrics.json, det.png and scores.png there. ``cache``: True for the per-user embedding
+        cache, a folder, or False. ``max_cohort`` files of the cohort at most (a ``seed``-ed
+        sample); ``progress(total, what)`` may return an ``update(n)`` callback.
         """
-        from .evaluation import EmbeddingCache, default_cache_dir, run_evaluation, write_report
+        from .cohort import MAX_COHORT
+        from .embedding_cache import EmbeddingCache, default_cache_dir
+        from .evaluation import run_evaluation, write_report
 
         emb_cache = None
         if cache:
             folder = default_cache_dir() if cache is True else Path(cache)
-            emb_cache = EmbeddingCache(folder, self.model_id)
-        result = run_evaluation(
-            self.embedder, trials, audio_root, cohort, top_k, skip_bad, emb_cache
+            emb_cache = EmbeddingCache(folder, self.embedder.cache_id)
+        evaluated = run_evaluation(
+            self.embedder,
+            trials,
+            audio_root,
+            cohort,
+            top_k,
+            skip_bad,
+            emb_cache,
+            max_cohort=MAX_COHORT if max_cohort is None else max_cohort,
+            seed=seed,
+            progress=progress,
         )
+        evaluated.metrics["model"] = str(self.path) if self.path else None
         if out is not None:
-            write_report(result, out)
-        return result.metrics
+            write_report(evaluated, out)
+        return evaluated if result else evaluated.metrics
 
     def calibrate(self, metrics: dict, trials: str | None = None) -> dict:
         """Store the raw-score thresholds of ``metrics`` (a report's ``raw`` part) into the model
@@ -248,29 +269,50 @@ class Speakers:
     def path(self) -> Path:
         return self.db.path
 
-    def enroll(self, name: str, audio: Audio | Sequence[Audio], mode: str = "add") -> SpeakerRecord:
+    def enroll(
+        self,
+        name: str,
+        audio: Audio | Sequence[Audio],
+        mode: str = "add",
+        files: Sequence[str] | None = None,
+    ) -> SpeakerRecord:
         """Enroll ``name`` from one or more files/waveforms (``mode``: "add" or "replace"); the
-        speaker's embedding is the normalised mean of every enrolment embedding."""
+        speaker's embedding is the normalised mean of every enrolment embedding. ``files``: how
+        the store lists the recordings (default: absolute paths; waveforms "<waveform>")."""
         items = (
             [audio] if isinstance(audio, (str, os.PathLike, np.ndarray, torch.Tensor)) else audio
         )
         items = list(items)
+        self.db.check_model()  # before any time is spent embedding
         emb = self.model.embed_many(items)
-        files = [
-            str(Path(x).absolute()) if isinstance(x, (str, os.PathLike)) else "<waveform>"
-            for x in items
-        ]
-        return self.db.enroll(name, emb, files=files, mode=mode)
+        if files is None:
+            files = [
+                str(Path(x).absolute()) if isinstance(x, (str, os.PathLike)) else "<waveform>"
+                for x in items
+            ]
+        return self.db.enroll(name, emb, files=list(files), mode=mode)
 
     def verify(
-        self, name: str, audio: Audio, threshold: float | None = None, operating_point="eer"
+        self,
+        name: str,
+        audio: Audio,
+        threshold: float | None = None,
+        operating_point="eer",
+        label: str = "argument",
     ) -> Verification:
-        """Compare ``audio`` with enrolled speaker ``name``."""
+        """Compare ``audio`` with enrolled speaker ``name`` (an unknown name is refused before
+        the audio is embedded)."""
+        self.db.get(name)
         score = self.db.score(name, self.model.embed(audio))
-        return self.model.decide(score, threshold, operating_point)
+        return self.model.decide(score, threshold, operating_point, label)
 
     def identify(self, audio: Audio, top: int = 5) -> list[tuple[str, float]]:
         """The ``top`` enrolled speakers closest to ``audio``: ``[(name, cosine), ...]``."""
+        if top < 1:
+            raise ConfigError(f"top must be at least 1, got {top}")
+        self.db.check_model()  # refusals before any time is spent embedding
+        if len(self.db) == 0:
+            raise StoreError(f"no speakers enrolled in {self.db.path}; enroll some first")
         return self.db.identify(self.model.embed(audio), top=top)
 
     def list(self) -> list[SpeakerRecord]:
@@ -289,8 +331,18 @@ class Speakers:
         return name in self.db
 
 
-def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Model:
-    """Load a model file (``model.pt``, or a run folder holding one, or a training checkpoint).
+def load_model(
+    path: str | os.PathLike | None = None,
+    device: str = "cpu",
+    backend: str = "auto",
+    vad: str | None = None,
+    min_speech: float = 0.5,
+) -> Model:
+    """Load a model file (``model.pt``, or a run folder holding one, or a training checkpoint,
+    or an ``.onnx`` file from ``audiocl export``). ``backend``: "torch", "onnx" (onnxruntime)
+    or "auto" (onnx for ``.onnx`` files). Audio with less than ``min_speech`` seconds of
+    detected speech raises ``AudioError`` ("no speech found"; 0 turns the check off); ``vad``
+    ("energy" or "silero") also trims leading and trailing non-speech (``audiocl.vad``).
 
     ``path=None``: ``AUDIOCL_MODEL``, else the model the last ``audiocl train``/``quickstart``
     produced. Loading never runs code from the file (``torch.load(weights_only=True)``).
@@ -300,4 +352,9 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> Mo
     resolved, source = resolve_model(path)
     if path is not None:
         source = "argument"
-    return Model(Embedder.from_file(resolved, device=device), resolved, source)
+    from .vad import SpeechGate
+
+    gate = SpeechGate(vad or "energy", min_speech, trim=vad is not None)
+    embedder = Embedder.from_file(resolved, device=device, backend=backend)
+    embedder.gate = gate
+    return Model(embedder, resolved, source)

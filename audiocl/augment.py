@@ -104,14 +104,14 @@ _BANKS: dict[tuple, object] = {}
 def _audio_files(folder: Path, what: str, part: str = "all") -> list[Path]:
     """Audio files under ``folder``; ``part`` "train" or "heldout" keeps that part of
     ``noise_split.split_names`` (held-out files corrupt the noisy dev set, never training)."""
-    from .audio import AUDIO_EXTENSIONS
+    from .audio import READ_EXTENSIONS
 
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in READ_EXTENSIONS)
     if not files:
         raise DataError(
-            f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the {what} folder"
+            f"{folder}: no audio files ({', '.join(READ_EXTENSIONS)}) in the {what} folder"
         )
     if part == "all":
         return files
@@ -455,20 +455,30 @@ class SpeedPerturb(Augmentation):
             raise ConfigError(f"speeds must be positive factors, got {list(speeds)}")
         self.speeds, self.p, self.sample_rate = tuple(float(s) for s in speeds), p, sample_rate
 
+    def draw(self, b: int, generator: torch.Generator) -> torch.Tensor:
+        """``(b,)`` speed index per example: ``-1`` (unchanged, probability ``1 - p``) or an
+        index into ``speeds``, uniform."""
+        chosen = torch.rand(b, generator=generator, device=generator.device).cpu() < self.p
+        return torch.where(chosen, _randint(0, len(self.speeds), b, generator), -1)
+
     def apply(self, wave, generator):
+        return self.perturb(
+            wave, _randint(0, len(self.speeds), wave.shape[0], generator), generator
+        )
+
+    def perturb(
+        self, wave: torch.Tensor, choice: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``wave (b, S)`` with row ``i`` at speed ``speeds[choice[i]]`` (``-1``: unchanged)."""
         from .audio import resample
 
         b, s = wave.shape
-        choice = _randint(0, len(self.speeds), b, generator)
         pos = _rand(b, generator, "cpu")
-        out = torch.empty_like(wave)
+        out = wave.clone()
         for k, speed in enumerate(self.speeds):
             rows = (choice == k).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
             orig = int(round(self.sample_rate * speed))
-            if orig == self.sample_rate:
-                out[rows.to(wave.device)] = wave[rows.to(wave.device)]
+            if rows.numel() == 0 or orig == self.sample_rate:
                 continue
             x = wave[rows.to(wave.device)]
             need = min(s, math.ceil(s * orig / self.sample_rate) + 1)
@@ -557,7 +567,7 @@ def build_augment(
         return p if p.is_absolute() else Path(root).expanduser() / p
 
     augs: list = []
-    if cfg.speed_p > 0:
+    if cfg.speed_p > 0 and not cfg.speed_as_new_speaker:  # else the batch maker applies it
         augs.append(SpeedPerturb(cfg.speeds, cfg.speed_p, sample_rate))
     if cfg.reverb_p > 0:
         if cfg.rir_dir:

@@ -92,6 +92,11 @@ def make_model_file(
 
 def set_calibration(path: str | os.PathLike, calibration: dict[str, Any]) -> None:
     """Store thresholds into a model file (rewritten atomically; weights untouched)."""
+    from .onnx_backend import is_onnx_file, set_onnx_calibration
+
+    if is_onnx_file(path):
+        set_onnx_calibration(path, calibration)
+        return
     data = load(path)
     if data["format"] != MODEL_FORMAT:
         raise ModelError(

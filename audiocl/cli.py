@@ -24,6 +24,9 @@ COMMANDS = {
     "verify": "verify",
     "identify": "identify",
     "eval": "evaluate",
+    "import": "import_model",
+    "export": "export",
+    "serve": "serve",
 }
 
 EXIT_CODES = """exit codes:
@@ -67,13 +70,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with _library_log():
+            return int(args._run(args) or 0)
     except AudioclError as e:
         return _fail(args, str(e), e.exit_code)
     except OSError as e:  # a folder that cannot be written, a full disk: the user's to fix
         return _fail(args, str(e), 1)
     except KeyboardInterrupt:
         return _fail(args, "interrupted", 130)
+
+
+def _library_log():
+    """The library logs (``logging.getLogger("audiocl")``); the command line shows its records
+    on stderr, one line each, written above any progress bar."""
+    import logging
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    lib = logging.getLogger("audiocl")
+    if not any(getattr(h, "_audiocl_cli", False) for h in lib.handlers):
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._audiocl_cli = True
+        lib.addHandler(handler)
+        lib.setLevel(logging.INFO)
+    return logging_redirect_tqdm([lib])
 
 
 def _fail(args, message: str, code: int) -> int:

@@ -44,13 +44,16 @@ class SourceConfig:
     ``labelled``: its speaker labels are used by the AAM objective; an unlabelled source
     gets contrastive views only. ``label_fraction``: of a labelled source, only this fraction
     of its speakers keeps its labels (the same speakers in every run: ranked by the SHA-256 of
-    their names), for label-efficiency studies. ``format``: "auto" (VoxCeleb folder, Kaldi dir
-    or CSV).
+    their names), for label-efficiency studies. ``hold_out``: this many of its speakers are left
+    out of training altogether (the last ones in the same ranking), e.g. to calibrate a model on
+    speakers it never saw (``data.held_out_speakers`` lists them). ``format``: "auto" (VoxCeleb
+    folder, Kaldi dir or CSV).
     """
 
     path: str = ""
     labelled: bool = True
     label_fraction: float = 1.0
+    hold_out: int = 0
     format: str = "auto"
 
 
@@ -107,6 +110,9 @@ class AugmentConfig:
     rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])
     speed_p: float = 0.3
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    # WeSpeaker's speed perturbation: a sped-up or slowed copy of a speaker is a class of its
+    # own (len(speeds) + 1 times the classes), and every view of an example shares its speed
+    speed_as_new_speaker: bool = False
     gain_p: float = 0.5
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
 
@@ -121,6 +127,7 @@ class FeatureConfig:
     preemphasis: float = 0.97
     dither: float = 1.0
     kaldi: bool = False
+    window: str = "default"  # povey (Kaldi mode's default) or hamming (otherwise; WeSpeaker's)
     mean_norm: bool = True
     specaug_p: float = 0.5
     time_masks: int = 1
@@ -493,6 +500,7 @@ def validate(cfg: Config) -> None:
     """Every numeric field against its range, every named choice against its registry, and the
     combinations the types alone cannot express."""
     from .corpus import FORMATS
+    from .features import WINDOWS
     from .models import ENCODERS
     from .objectives import CONTRASTIVE  # the registries own the names
 
@@ -508,14 +516,24 @@ def validate(cfg: Config) -> None:
     _check_choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd"))
     _check_choice("optim.schedule", cfg.optim.schedule, ("cosine", "exponential", "constant"))
     _check_choice("augment.files", cfg.augment.files, ("all", "train"))
+    _check_choice("features.window", cfg.features.window, ("default", *WINDOWS))
     _check_choice("train.amp", cfg.train.amp, ("auto", "bf16", "off"))
     _check_choice("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
+    a = cfg.augment
+    if a.speed_as_new_speaker and not (a.enabled and a.speed_p > 0):
+        raise ConfigError(
+            "augment.speed_as_new_speaker needs augment.enabled and augment.speed_p > 0"
+        )
+    if a.speed_as_new_speaker and 1.0 in a.speeds:
+        raise ConfigError("augment.speeds: with speed_as_new_speaker, 1.0 is the unchanged copy")
     if o.contrastive == "none" and o.contrastive_weight > 0:
         raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
     if o.aam_weight == 0 and o.contrastive_weight == 0:
         raise ConfigError("objective: aam_weight and contrastive_weight must not both be 0")
     if o.contrastive_weight > 0 and d.views < 2:
         raise ConfigError("data.views: contrastive objectives need at least 2 views")
+    if any(s.hold_out < 0 for s in d.sources):
+        raise ConfigError("data.sources: hold_out must be >= 0")
     if any(not 0.0 < s.label_fraction <= 1.0 for s in d.sources):
         raise ConfigError("data.sources: label_fraction must be in (0, 1]")
     with_teacher = [name for name, cls in CONTRASTIVE.items() if cls.has_teacher]

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AUDIO_EXTENSIONS, info
+from .audio import READ_EXTENSIONS, info
 from .errors import AudioError, DataError
 from .fileio import atomic_path
 
@@ -517,7 +517,7 @@ def _walk(root: Path) -> tuple[list[str], list[str], list[int]]:
     dirs: list[str] = []
     mtimes: list[int] = []
     stack = [""]
-    exts = {e[1:] for e in AUDIO_EXTENSIONS}
+    exts = {e[1:] for e in READ_EXTENSIONS}
     while stack:
         rel = stack.pop()
         with os.scandir(os.path.join(root, rel) if rel else root) as it:
@@ -788,7 +788,7 @@ def open_corpus(
             raise DataError(f"{src}: a VoxCeleb-layout corpus must be a folder")
         corpus = _open_voxceleb(src, cache, workers)
     if len(corpus) == 0 and not corpus.skipped:
-        raise DataError(f"{src}: no audio files found (extensions {', '.join(AUDIO_EXTENSIONS)})")
+        raise DataError(f"{src}: no audio files found (extensions {', '.join(READ_EXTENSIONS)})")
     if min_duration > 0:
         short = np.flatnonzero(corpus._dur < min_duration)
         if len(short):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import audio
-from .augment import build_augment, random_crop
+from .augment import SpeedPerturb, build_augment, random_crop
 from .config import AugmentConfig, DataConfig
 from .corpus import Corpus, open_corpus
 from .errors import DataError
@@ -42,6 +42,13 @@ class TrainingData:
     skipped: list[tuple[str, str]]
 
 
+def num_classes(data: TrainingData, aug: AugmentConfig) -> int:
+    """Classes of the AAM head: the labelled speakers, times ``len(speeds) + 1`` when each speed
+    copy of a speaker is a class of its own (``augment.speed_as_new_speaker``)."""
+    copies = len(aug.speeds) + 1 if aug.speed_as_new_speaker else 1
+    return max(1, len(data.speakers)) * copies
+
+
 def resolve(root: str | Path, path: str) -> Path:
     """``path`` if absolute, else relative to ``root``."""
     p = Path(path).expanduser()
@@ -57,7 +64,11 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
         path = resolve(cfg.root, src.path)
         if not path.exists():
             raise DataError(f"{path}: training source not found (data.root={cfg.root!r})")
-        corpora.append(open_corpus(path, min_duration=cfg.min_seconds, format=src.format))
+        corpus = open_corpus(path, min_duration=cfg.min_seconds, format=src.format)
+        if src.hold_out:
+            held = held_out_speakers(corpus.speakers, src.hold_out, path)
+            corpus = corpus.subset(np.flatnonzero(~np.isin(corpus.speaker_ids, held)))
+        corpora.append(corpus)
         prefixes.append(f"{i}:" if len(cfg.sources) > 1 else "")
         if len(corpora[-1]) == 0:
             raise DataError(f"{path}: no usable audio files (min_seconds={cfg.min_seconds})")
@@ -99,6 +110,15 @@ def labelled_speakers(names: list[str], fraction: float) -> np.ndarray:
         return ids
     ranked = sorted(ids, key=lambda k: hashlib.sha256(names[k].encode("utf-8")).hexdigest())
     return np.array(ranked[: max(1, round(fraction * len(names)))], dtype=np.int64)
+
+
+def held_out_speakers(names: list[str], count: int, where: object = "") -> np.ndarray:
+    """Indices into ``names`` of the ``count`` speakers a source leaves out of training: the
+    last ``count`` ranked by the SHA-256 of the name (``labelled_speakers`` takes the first)."""
+    if count >= len(names):
+        raise DataError(f"{where}: hold_out={count} would leave none of its {len(names)} speakers")
+    ranked = sorted(range(len(names)), key=lambda k: hashlib.sha256(names[k].encode()).hexdigest())
+    return np.array(ranked[len(names) - count :], dtype=np.int64)
 
 
 def disjoint_starts(total: int, length: int, count: int, rng: np.random.Generator) -> list[int]:
@@ -163,7 +183,7 @@ class BatchSampler:
 
 
 class ViewBatches(torch.utils.data.IterableDataset):
-    """Yields ``{"wave": (G, B, S), "label": (B,), "index": (B,), "step": int}`` from ``start_step``
+    """Yields ``{"wave": (G, B, S), "label": (B,), "step": int}`` from ``start_step``
     on, plus ``"local": (L, B, S_local)`` when ``cfg.local_views > 0`` (multi-crop).
 
     Workers split the steps round-robin; a DataLoader with ``batch_size=None`` keeps their order.
@@ -188,6 +208,11 @@ class ViewBatches(torch.utils.data.IterableDataset):
         self.num_samples = int(round(cfg.crop_seconds * cfg.sample_rate))
         self.local_samples = int(round(cfg.local_crop_seconds * cfg.sample_rate))
         self._augment = None
+        self.speed_classes = (
+            SpeedPerturb(aug_cfg.speeds, aug_cfg.speed_p, cfg.sample_rate)
+            if aug_cfg.enabled and aug_cfg.speed_as_new_speaker
+            else None
+        )
 
     @property
     def augment(self):
@@ -257,22 +282,33 @@ class ViewBatches(torch.utils.data.IterableDataset):
             [self.read_crops(int(i), rng, local, self.local_samples) for i in idx] if local else []
         )
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        label = torch.from_numpy(self.data.labels[idx])
+        speed = None
+        if self.speed_classes is not None:
+            speed = self.speed_classes.draw(len(idx), g)  # (B,), -1: unchanged
+            n = max(1, len(self.data.speakers))
+            label = torch.where(label >= 0, label + (speed + 1) * n, label)
         batch = {
-            "wave": self._augmented(torch.stack(crops, dim=1), g),  # (G, B, S)
-            "label": torch.from_numpy(self.data.labels[idx]),
-            "index": torch.from_numpy(idx),
+            "wave": self._augmented(torch.stack(crops, dim=1), g, speed),  # (G, B, S)
+            "label": label,
             "step": step,
         }
         if local:
-            batch["local"] = self._augmented(torch.stack(small, dim=1), g)  # (L, B, S_local)
+            batch["local"] = self._augmented(torch.stack(small, dim=1), g, speed)  # (L, B, S_l)
         return batch
 
-    def _augmented(self, wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """Augment every crop of ``wave (V, B, S)`` independently."""
-        if self.augment is None:
-            return wave
+    def _augmented(
+        self, wave: torch.Tensor, g: torch.Generator, speed: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Augment every crop of ``wave (V, B, S)`` independently, after putting every view of
+        example ``b`` at the speed ``speed[b]`` picks (speed copies as classes)."""
         v, b, s = wave.shape
-        return self.augment(wave.reshape(v * b, s), g).reshape(v, b, s)
+        flat = wave.reshape(v * b, s)
+        if speed is not None:
+            flat = self.speed_classes.perturb(flat, speed.repeat(v), g)
+        if self.augment is not None:
+            flat = self.augment(flat, g)
+        return flat.reshape(v, b, s)
 
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()

@@ -24,11 +24,13 @@ import torch
 
 from . import audio, checkpoint
 from .config import Config, from_dict
-from .errors import AudioError
+from .errors import AudioError, ModelError
 from .features import Fbank
 from .models import build_encoder
+from .vad import SpeechGate
 
 GRID_RATIO = 1.02
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def bucket_length(n: int, min_len: int) -> int:
@@ -63,18 +65,21 @@ class Embedder:
 
     def __init__(
         self,
-        fbank: torch.nn.Module,
-        encoder: torch.nn.Module,
+        fbank: torch.nn.Module | None,
+        encoder: torch.nn.Module | None,
         sample_rate: int = 16000,
         device: str | torch.device = "cpu",
         chunk_seconds: float = 30.0,
         batch_seconds: float = 20.0,
         model_id: str = "",
         min_seconds: float = 0.1,
+        net: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.device = torch.device(device)
-        self.fbank = fbank.to(self.device).eval()
-        self.encoder = encoder.to(self.device).eval()
+        # net: another backend's ``(B, S) -> (B, D)`` in place of fbank + encoder (onnxruntime)
+        self.net = net
+        self.fbank = fbank.to(self.device).eval() if fbank is not None else None
+        self.encoder = encoder.to(self.device).eval() if encoder is not None else None
         self.sample_rate = sample_rate
         self.chunk = int(chunk_seconds * sample_rate)
         self.batch_samples = int(batch_seconds * sample_rate)
@@ -82,21 +87,48 @@ class Embedder:
         self.min_seconds = min_seconds
         self.calibration: dict | None = None
         self.path: Path | None = None
+        # rejects recordings without speech (and trims, when asked) before they are embedded
+        self.gate = SpeechGate()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str = "cpu", **kwargs) -> Embedder:
-        """Load a model file (or training checkpoint) safely and wrap it."""
-        data = checkpoint.load(path)
-        cfg, fbank, encoder = build_inference_model(data)
-        mid = data.get("model_id") or checkpoint.model_id(data["encoder"])
-        emb = cls(fbank, encoder, cfg.data.sample_rate, device, model_id=mid, **kwargs)
-        emb.calibration = data.get("calibration")
+    def from_file(
+        cls, path: str | os.PathLike, device: str = "cpu", backend: str = "auto", **kwargs
+    ) -> Embedder:
+        """Load a model file (``model.pt``, a training checkpoint, or an exported ``.onnx``)
+        safely and wrap it. ``backend``: "torch", "onnx" (onnxruntime; a ``.pt`` is exported
+        in memory) or "auto" (onnx for ``.onnx`` files)."""
+        from .onnx_backend import OnnxNet, is_onnx_file
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if is_onnx_file(path):
+            if backend == "torch":
+                raise ModelError(f"{path}: an exported ONNX model runs with the onnx backend")
+            if not Path(path).is_file():
+                raise ModelError(f"{path}: no such model file")
+            net = OnnxNet(path)
+            emb = cls(None, None, net.sample_rate, model_id=net.model_id, net=net, **kwargs)
+            emb.calibration = net.calibration
+        else:
+            data = checkpoint.load(path)
+            cfg, fbank, encoder = build_inference_model(data)
+            mid = data.get("model_id") or checkpoint.model_id(data["encoder"])
+            net = None
+            if backend == "onnx":
+                from .export import to_onnx_bytes
+
+                net = OnnxNet(to_onnx_bytes(data))
+                fbank = encoder = None
+            emb = cls(fbank, encoder, cfg.data.sample_rate, device, model_id=mid, net=net, **kwargs)
+            emb.calibration = data.get("calibration")
         emb.path = Path(path)
         return emb
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, S)`` waveforms -> ``(B, D)`` unnormalised embeddings."""
+        if self.net is not None:
+            return self.net(batch).float()
         batch = batch.to(self.device)
         feats = self.fbank(batch)
         return self.encoder(feats).float().cpu()
@@ -145,7 +177,7 @@ class Embedder:
     @property
     def embed_dim(self) -> int | None:
         """``D``, when the encoder says it (``embed_dim`` attribute)."""
-        d = getattr(self.encoder, "embed_dim", None)
+        d = getattr(self.net if self.net is not None else self.encoder, "embed_dim", None)
         return int(d) if d is not None else None
 
     def embed_waveform(self, wave: torch.Tensor) -> np.ndarray:
@@ -153,7 +185,15 @@ class Embedder:
         return self.embed_waves([wave])[0]
 
     def load(self, path: str | os.PathLike) -> torch.Tensor:
-        return audio.load(path, self.sample_rate, min_duration=self.min_seconds)
+        """Decode ``path`` at the model's rate, through the speech gate."""
+        wave = audio.load(path, self.sample_rate, min_duration=self.min_seconds)
+        return self.gate(wave, self.sample_rate, str(path))
+
+    @property
+    def cache_id(self) -> str:
+        """The model id plus what the speech gate changes: the key of an embedding cache."""
+        key = self.gate.key()
+        return f"{self.model_id}-{key}" if key else self.model_id
 
     def embed_files(
         self,
@@ -208,6 +248,3 @@ class Embedder:
         if out:
             result[rows] = np.concatenate(out)
         return result
-
-    def embed_file(self, path: str | os.PathLike) -> np.ndarray:
-        return self.embed_waveform(self.load(path))

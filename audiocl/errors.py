@@ -24,6 +24,10 @@ class AudioError(AudioclError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class NoSpeechError(AudioError):
+    """A recording holds less speech than the minimum (silence, hum, a click)."""
+
+
 class DataError(AudioclError):
     """A corpus, manifest or trial list is malformed; the message names file and line."""
 
@@ -40,3 +44,11 @@ class StoreError(AudioclError):
     """The speaker store refuses an operation (unknown speaker, other model, ...)."""
 
     exit_code = 5
+
+
+class UnknownSpeakerError(StoreError):
+    """The store has no speaker of that name."""
+
+
+class ModelMismatchError(StoreError):
+    """The store holds speakers of another model: their embeddings cannot be compared."""

@@ -69,6 +69,10 @@ def hamming_window(length: int) -> Tensor:
     return 0.54 - 0.46 * torch.cos(2 * math.pi * n / (length - 1))
 
 
+# name -> window function (plain registry; "default" is povey in Kaldi mode, else hamming)
+WINDOWS = {"povey": povey_window, "hamming": hamming_window}
+
+
 class Fbank(nn.Module):
     """Log-mel filterbank: ``(B, S)`` float waveforms in [-1, 1] -> ``(B, T, n_mels)``.
 
@@ -76,7 +80,8 @@ class Fbank(nn.Module):
 
     - ``kaldi=True`` reproduces Kaldi's ``compute-fbank`` (and ``kaldi-native-fbank``) with
       ``snip_edges=True``: per-frame DC removal, per-frame pre-emphasis (the first sample is
-      scaled by ``1 - coeff``), povey window, power spectrum, ``log(max(x, FLT_EPSILON))``.
+      scaled by ``1 - coeff``), povey window (``window="hamming"``: WeSpeaker's setting), power
+      spectrum, ``log(max(x, FLT_EPSILON))``.
     - ``kaldi=False`` (default, faster): pre-emphasis on the whole waveform, no DC removal,
       Hamming window; otherwise the same.
 
@@ -97,6 +102,7 @@ class Fbank(nn.Module):
         low_freq: float = 20.0,
         high_freq: float = 0.0,
         input_scale: float = 32768.0,
+        window: str = "default",
     ):
         super().__init__()
         self.sample_rate = int(sample_rate)
@@ -113,8 +119,12 @@ class Fbank(nn.Module):
         self.kaldi = bool(kaldi)
         self.mean_norm = bool(mean_norm)
         self.input_scale = float(input_scale)
-        window = povey_window(self.win_length) if kaldi else hamming_window(self.win_length)
-        self.register_buffer("window", window.float(), persistent=False)
+        if window == "default":
+            window = "povey" if kaldi else "hamming"
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+        self.window_name = window
+        self.register_buffer("window", WINDOWS[window](self.win_length).float(), persistent=False)
         mel = mel_matrix(self.n_mels, self.n_fft, self.sample_rate, low_freq, high_freq)
         self.register_buffer("mel", mel.float(), persistent=False)
 
@@ -129,6 +139,7 @@ class Fbank(nn.Module):
             dither=cfg.dither,
             kaldi=cfg.kaldi,
             mean_norm=cfg.mean_norm,
+            window=cfg.window,
         )
 
     def num_frames(self, num_samples: int) -> int:
@@ -139,6 +150,7 @@ class Fbank(nn.Module):
         return (
             f"sample_rate={self.sample_rate}, n_mels={self.n_mels}, win={self.win_length}, "
             f"hop={self.hop_length}, n_fft={self.n_fft}, kaldi={self.kaldi}, "
+            f"window={self.window_name}, "
             f"dither={self.dither}, mean_norm={self.mean_norm}"
         )
 

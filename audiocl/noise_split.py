@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .audio import AUDIO_EXTENSIONS
+from .audio import READ_EXTENSIONS
 from .errors import DataError
 
 HELDOUT_FRACTION = 0.3
@@ -85,10 +85,10 @@ def list_audio(folder: str | os.PathLike) -> list[str]:
     names = sorted(
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
-        if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
+        if p.suffix.lower() in READ_EXTENSIONS and p.is_file()
     )
     if not names:
-        raise DataError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+        raise DataError(f"{folder}: no audio files ({', '.join(READ_EXTENSIONS)})")
     return names
 
 

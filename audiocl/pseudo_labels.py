@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,9 @@ from .corpus import Corpus
 from .embed import Embedder
 from .errors import ConfigError, DataError
 from .fileio import write_text_atomic
+from .vad import SpeechGate
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "pseudo_labels.csv"
 PRETRAIN = "pretrain"
@@ -47,6 +51,9 @@ def embed_corpus(
     world = dist.get_world_size() if dist.is_initialized() else 1
     mine = list(range(rank, len(corpus), world))
     embedder = Embedder.from_file(model, device=device)
+    # every training utterance gets a row (the corpus already applied data.min_seconds); short
+    # keyword clips would not pass the speech gate's minimum
+    embedder.gate = SpeechGate(min_speech=0.0)
     bar = None
     if rank == 0 and not quiet:
         from tqdm import tqdm
@@ -117,11 +124,15 @@ def label_with(
     if not dist.is_initialized() or dist.get_rank() == 0:
         labels, summary = assign(emb, cfg.pseudo_labels, cfg.train.seed)
         if not quiet:
-            print(
-                f"pseudo-labels from {model}: {summary['utterances_kept']} of "
-                f"{summary['utterances']} utterances in {summary['clusters_kept']} "
-                f"pseudo-speakers (largest {summary['largest_cluster']}, median "
-                f"{summary['median_cluster']:g})"
+            log.info(
+                "pseudo-labels from %s: %d of %d utterances in %d pseudo-speakers "
+                "(largest %d, median %g)",
+                model,
+                summary["utterances_kept"],
+                summary["utterances"],
+                summary["clusters_kept"],
+                summary["largest_cluster"],
+                summary["median_cluster"],
             )
         write_text_atomic(out_dir / "pseudo_labels.json", json.dumps(summary, indent=1))
         write_manifest(out_dir / MANIFEST, corpus, labels)

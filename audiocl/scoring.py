@@ -113,36 +113,6 @@ def score_pairs(
     return np.clip(out, -1.0, 1.0, out=out)
 
 
-def _as_matrix(embeddings) -> tuple[np.ndarray, dict[str, int]]:
-    """A ``dict[str, (D,)]`` -> ``(matrix (M, D), index)``; ``(index, matrix)`` passes through."""
-    if isinstance(embeddings, Mapping):
-        keys = list(embeddings)
-        if not keys:
-            raise DataError("no embeddings to score")
-        matrix = np.stack([np.asarray(embeddings[k], dtype=np.float32).reshape(-1) for k in keys])
-        return matrix, {k: i for i, k in enumerate(keys)}
-    index, matrix = embeddings
-    return np.asarray(matrix, dtype=np.float32), dict(index)
-
-
-def score_trials(embeddings, trials: Iterable, chunk_size: int = 8192):
-    """Score a trial list by cosine.
-
-    Args:
-        embeddings: ``dict[key -> (D,)]`` or a pair ``(index: Mapping[key -> row], matrix (M, D))``.
-        trials: ``Trial(label, enroll, test)`` objects or ``(label, enroll, test)`` tuples.
-
-    Returns:
-        ``(scores (N,) float32, labels (N,) int8)``.
-
-    Raises:
-        DataError: a trial names a key without an embedding.
-    """
-    matrix, index = _as_matrix(embeddings)
-    ei, ti, labels = trial_indices(trials, index)
-    return score_pairs(matrix, ei, ti, chunk_size=chunk_size), labels
-
-
 # --------------------------------------------------------------------------------------- AS-Norm
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StoreError
+from .errors import ModelMismatchError, StoreError, UnknownSpeakerError
 
 STORE_FORMAT = "audiocl-store-1"
 ENROLL_MODES = ("add", "replace")
@@ -229,7 +229,7 @@ class SpeakerStore:
         return self.model_id
 
     def _mismatch(self, other: str, n: int) -> StoreError:
-        return StoreError(
+        return ModelMismatchError(
             f"speaker store {self.path} holds {n} speaker(s) enrolled with model {other!r}, "
             f"but the current model is {self.model_id!r}: embeddings of different models cannot "
             "be compared; use that model, another store (--db), or re-enroll the speakers"
@@ -244,12 +244,14 @@ class SpeakerStore:
         if row is not None:
             raise self._mismatch(row[0], row[1])
 
-    # ---------------------------------------------------------------------------- queries
+    def check_model(self) -> None:
+        """``ModelMismatchError`` when the store holds speakers of a model other than
+        ``model_id`` (checked before embedding anything, so no time is spent in vain)."""
+        if self.model_id:
+            with self._tx(write=False) as conn:
+                self._check_foreign(conn)
 
-    def meta(self) -> dict[str, str]:
-        """The store's meta table (format, created, model_id of the last enrolment, ...)."""
-        with self._tx(write=False) as conn:
-            return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    # ---------------------------------------------------------------------------- queries
 
     def get(self, name: str) -> SpeakerRecord:
         """The record of ``name``; StoreError if not enrolled."""
@@ -258,7 +260,7 @@ class SpeakerStore:
                 f"SELECT {_COLUMNS} FROM speakers WHERE name = ?", (name,)
             ).fetchone()
         if row is None:
-            raise StoreError(f"unknown speaker {name!r} in {self.path}")
+            raise UnknownSpeakerError(f"unknown speaker {name!r} in {self.path}")
         return _record(row)
 
     def __contains__(self, name: str) -> bool:
@@ -343,7 +345,7 @@ class SpeakerStore:
                 f"SELECT {_COLUMNS} FROM speakers WHERE name = ?", (name,)
             ).fetchone()
             if row is None:
-                raise StoreError(f"unknown speaker {name!r} in {self.path}")
+                raise UnknownSpeakerError(f"unknown speaker {name!r} in {self.path}")
             conn.execute("DELETE FROM speakers WHERE name = ?", (name,))
         return _record(row)
 
@@ -352,7 +354,7 @@ class SpeakerStore:
         _check_name(new)
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM speakers WHERE name = ?", (old,)).fetchone() is None:
-                raise StoreError(f"unknown speaker {old!r} in {self.path}")
+                raise UnknownSpeakerError(f"unknown speaker {old!r} in {self.path}")
             if (
                 old != new
                 and conn.execute("SELECT 1 FROM speakers WHERE name = ?", (new,)).fetchone()

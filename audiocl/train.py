@@ -18,10 +18,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -32,14 +32,33 @@ import torch.distributed as dist
 from . import checkpoint
 from .allocator import keep_freed_memory
 from .config import Config, save_config, to_dict
-from .data import ViewBatches, make_loader, open_training_data, resolve
+from .data import ViewBatches, make_loader, num_classes, open_training_data, resolve
 from .errors import ConfigError, DataError
 from .features import Fbank, SpecAugment
 from .models import build_encoder
 from .objectives import build_objective
 from .objectives.collapse import collapse_reason
 
+log = logging.getLogger(__name__)
 CKPT_RE = re.compile(r"ckpt-(\d+)\.pt$")
+
+
+class _Window:
+    """Losses and utterances since the last log record, for its mean loss and speed."""
+
+    def __init__(self):
+        self.start, self.utts, self.losses = time.monotonic(), 0, []
+
+    def add(self, loss: float, utts: int) -> None:
+        self.losses.append(loss)
+        self.utts += utts
+
+    def take(self) -> tuple[float, float]:
+        """``(utterances per second, mean loss)`` of the window, which starts again."""
+        now = time.monotonic()
+        out = self.utts / max(now - self.start, 1e-9), float(np.mean(self.losses))
+        self.start, self.utts, self.losses = now, 0, []
+        return out
 
 
 class TrainModule(torch.nn.Module):
@@ -214,14 +233,18 @@ class Trainer:
         self.data = open_training_data(cfg.data)
         if self.rank == 0 and not quiet:
             d = self.data
-            print(
-                f"training data: {len(d.corpus)} utterances from {len(d.source_sizes)} source(s), "
-                f"{len(d.speakers)} labelled speakers, {len(d.skipped)} files skipped"
-                + (f" (first: {d.skipped[0][0]}: {d.skipped[0][1]})" if d.skipped else "")
+            log.info(
+                "training data: %d utterances from %d source(s), %d labelled speakers, "
+                "%d files skipped%s",
+                len(d.corpus),
+                len(d.source_sizes),
+                len(d.speakers),
+                len(d.skipped),
+                f" (first: {d.skipped[0][0]}: {d.skipped[0][1]})" if d.skipped else "",
             )
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank and rerun
         init = None if (resume and existing) or not cfg.train.init else load_init(cfg)
-        self.module = TrainModule(cfg, max(1, len(self.data.speakers)), init).to(self.device)
+        self.module = TrainModule(cfg, num_classes(self.data, cfg.augment), init).to(self.device)
         if cfg.objective.aam_weight > 0 and not self.data.speakers:
             raise DataError("objective.aam_weight > 0 but no source is labelled")
         self.optimizer = make_optimizer(cfg, self.module.parameters())
@@ -342,62 +365,19 @@ class Trainer:
 
             bar = tqdm(total=t.steps, initial=self.step, unit="step", dynamic_ncols=True)
         started = time.monotonic()
-        window_t, window_n, losses = time.monotonic(), 0, []
+        window = _Window()
         dev_every = t.dev_every if t.dev_trials else 0
         saved_at = self.step
         batches = iter(loader)
         try:
             while self.step < t.steps:
-                batch = next(batches)
-                assert batch["step"] == self.step, "data order lost"
-                torch.manual_seed(step_seed(t.seed, self.rank, self.step))
-                wave = batch["wave"].to(self.device, non_blocking=True)
-                labels = batch["label"].to(self.device, non_blocking=True)
-                local = batch.get("local")
-                local = None if local is None else local.to(self.device, non_blocking=True)
-                ctx = (
-                    torch.autocast(self.device.type, dtype=torch.bfloat16)
-                    if self.amp
-                    else contextlib.nullcontext()
-                )
-                with ctx:
-                    loss, parts = model(wave, labels, local)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"step {self.step}: loss is {loss.item()}")
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.optim.grad_clip)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.step += 1
-                self.module.objective.on_step(self.step)
-                window_n += wave.shape[1] * self.world
-                losses.append(float(loss.detach()))
+                loss, parts, utts = self._train_step(model, next(batches))
+                window.add(loss, utts * self.world)
                 if self.step % t.log_every == 0 or self.step == t.steps:
-                    now = time.monotonic()
-                    rate = window_n / max(now - window_t, 1e-9)
-                    lr = self.scheduler.get_last_lr()[0]
-                    rec = {
-                        "step": self.step,
-                        "loss": float(np.mean(losses)),
-                        "lr": lr,
-                        "utt_per_s": rate,
-                        **parts,
-                        "elapsed_s": self.elapsed + now - started,
-                    }
-                    self._watch_collapse(rec, bar)
-                    self.log(rec)
-                    if bar:
-                        bar.set_postfix(
-                            loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}"
-                        )
-                    window_t, window_n, losses = now, 0, []
+                    self._log_window(window, parts, self.elapsed + time.monotonic() - started, bar)
                 if bar:
                     bar.update(1)
-                is_best = False
-                if dev_every and self.step % dev_every == 0:
-                    is_best = self._dev_step()
+                is_best = bool(dev_every) and self.step % dev_every == 0 and self._dev_step()
                 stop = self._should_stop(started) if self.step % t.log_every == 0 else False
                 if self.step % t.ckpt_every == 0 or self.step == t.steps or stop or is_best:
                     self.elapsed += time.monotonic() - started
@@ -421,6 +401,42 @@ class Trainer:
             record_last_model(self.run_dir / "model.pt")
         return self.run_dir
 
+    def _train_step(self, model: torch.nn.Module, batch: dict) -> tuple[float, dict, int]:
+        """One optimiser step on ``batch``: ``(loss, the objective's parts, utterances)``. A
+        non-finite loss stops the run before it reaches the weights."""
+        if batch["step"] != self.step:
+            raise RuntimeError(f"data order lost: batch of step {batch['step']} at {self.step}")
+        torch.manual_seed(step_seed(self.cfg.train.seed, self.rank, self.step))
+        wave = batch["wave"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        local = batch.get("local")
+        local = None if local is None else local.to(self.device, non_blocking=True)
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else None
+        with amp or contextlib.nullcontext():
+            loss, parts = model(wave, labels, local)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step}: loss is {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.module.objective.on_step(self.step)
+        return float(loss.detach()), parts, wave.shape[1]
+
+    def _log_window(self, window: _Window, parts: dict, elapsed: float, bar) -> None:
+        """One ``metrics.jsonl`` record of the steps since the last one, and the bar's text."""
+        rate, loss = window.take()
+        lr = self.scheduler.get_last_lr()[0]
+        rec = {"step": self.step, "loss": loss, "lr": lr, "utt_per_s": rate, **parts}
+        rec["elapsed_s"] = elapsed
+        self._watch_collapse(rec, bar)
+        self.log(rec)
+        if bar:
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", utt_s=f"{rate:.1f}")
+
     def _watch_collapse(self, rec: dict, bar) -> None:
         """Mark a logged step whose statistics say the run has collapsed; warn once. Not during
         the learning-rate warm-up, when a fresh teacher's outputs are still near uniform."""
@@ -430,8 +446,7 @@ class Trainer:
         rec["collapse"] = reason
         if self.rank == 0 and not self.warned_collapse:
             self.warned_collapse = True
-            msg = f"warning: step {self.step}: the run looks collapsed: {reason}"
-            (bar.write if bar else print)(msg, file=sys.stderr)
+            log.warning("warning: step %d: the run looks collapsed: %s", self.step, reason)
 
     def _dev_step(self) -> bool:
         eer = None

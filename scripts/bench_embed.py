@@ -4,7 +4,9 @@ Measures, with the same audio and ``torch.set_num_threads(--threads)`` on both s
 
 * real-time factor (seconds of audio per second of compute) of ``audiocl.embed.Embedder``
   (Fbank + ECAPA, length-bucketed batches, chunking of long audio) for a batch of 3 s
-  utterances and a batch of 60 s utterances;
+  utterances and a batch of 60 s utterances, with three backends: PyTorch fp32, the exported
+  ONNX graph under onnxruntime (``--backend onnx``; needs the onnx extra), and PyTorch with
+  bfloat16 autocast on the CPU (the encoder in bf16, the filterbank in fp32);
 * peak resident memory (``ru_maxrss`` of a fresh process: imports, model and all) of embedding
   one 10-minute file from disk (decode + embed);
 * the same with SpeechBrain 1.1.2's ``EncoderClassifier.encode_batch`` path (``Fbank`` ->
@@ -20,7 +22,8 @@ on a shared machine (``--omp-wait-policy PASSIVE`` helps when the machine is bus
 
     python scripts/bench_embed.py [--sb-python /work/sbenv/venv/bin/python] [--threads 2]
 
-Target: audiocl >= 1.2x SpeechBrain's real-time factor; the 10-minute file under 1 GB peak.
+Target: audiocl (PyTorch fp32) >= 1.2x SpeechBrain's real-time factor; the 10-minute file under
+1 GB peak.
 Prints a table, then one JSON line of the figures.
 """
 
@@ -71,18 +74,47 @@ def build_ours():
     return Embedder(fbank, encoder, SR)
 
 
-def time_ours(audio_files: dict[str, Path], repeats: int) -> dict:
+VARIANTS = ("torch", "onnx", "bf16")  # timed in this order in every round
+
+
+def build_variant(variant: str, threads: int):
+    """The Embedder of ``build_ours`` run by ``variant``: PyTorch, onnxruntime or bf16."""
+    emb = build_ours()
+    if variant == "onnx":
+        from audiocl import checkpoint
+        from audiocl.config import Config, to_dict
+        from audiocl.embed import Embedder
+        from audiocl.export import to_onnx_bytes
+        from audiocl.onnx_backend import OnnxNet
+
+        cfg = Config()
+        cfg.model.channels, cfg.model.embed_dim = 512, 192
+        data = checkpoint.make_model_file(emb.encoder.state_dict(), to_dict(cfg), step=0)
+        emb = Embedder(None, None, SR, net=OnnxNet(to_onnx_bytes(data), threads=threads))
+    return emb
+
+
+def time_ours(audio_files: dict[str, Path], repeats: int, variant: str, threads: int) -> dict:
+    import contextlib
+
     import torch
 
-    emb = build_ours()
+    emb = build_variant(variant, threads)
+    context = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if variant == "bf16"
+        else contextlib.nullcontext
+    )
     out = {}
     for name, path in audio_files.items():
         waves = [torch.from_numpy(w) for w in np.load(path)]
-        emb.embed_waves(waves[:2])  # warm-up
+        with context():
+            emb.embed_waves(waves[:2])  # warm-up
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
-            emb.embed_waves(waves)
+            with context():
+                emb.embed_waves(waves)
             best = min(best, time.perf_counter() - t0)
         out[name] = sum(w.numel() for w in waves) / SR / best
     return out
@@ -106,7 +138,7 @@ def memory_ours(path: str) -> dict:
     emb = build_ours()
     base = rss_mb()
     t0 = time.perf_counter()
-    emb.embed_file(path)
+    emb.embed_files([path])
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"peak_mb": peak, "before_mb": base, "seconds": seconds}
@@ -207,13 +239,15 @@ def main(argv=None) -> int:
     p.add_argument("--no-sb-memory", action="store_true", help="skip SpeechBrain's 10-min run")
     p.add_argument("--_child", choices=("time", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--_arg", help=argparse.SUPPRESS)
+    p.add_argument("--_variant", default="torch", choices=VARIANTS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     if args._child == "time":
-        print(json.dumps(time_ours(json.loads(args._arg), args.repeats)))
+        got = time_ours(json.loads(args._arg), args.repeats, args._variant, args.threads)
+        print(json.dumps(got))
         return 0
     if args._child == "memory":
         print(json.dumps(memory_ours(args._arg)))
@@ -233,30 +267,37 @@ def main(argv=None) -> int:
         if args.omp_wait_policy:
             env["OMP_WAIT_POLICY"] = args.omp_wait_policy
         sb_note = None
+        skipped: set[str] = set()
         if not args.sb_python:
             sb_note = "SpeechBrain skipped: pass --sb-python or set AUDIOCL_SB_PYTHON"
         elif not Path(args.sb_python).exists():
             sb_note = f"SpeechBrain skipped: {args.sb_python} does not exist"
         # Rounds alternate between the two sides so that both see the same machine load; each
         # round is a fresh process (warm-up, then one timed pass per case); best round wins.
-        ours: dict[str, float] = {}
+        rtf: dict[str, dict[str, float]] = {v: {} for v in VARIANTS}
+        notes = []
         sb = None
         base = {"threads": args.threads, "repeats": args.repeats, "audio": files}
         for _ in range(args.rounds):
-            got = run_child(
-                [
-                    "--_child",
-                    "time",
-                    "--_arg",
-                    json.dumps(files),
-                    "--threads",
-                    str(args.threads),
-                    "--repeats",
-                    str(args.repeats),
-                ],
-                env,
-            )
-            ours = {k: max(v, ours.get(k, 0.0)) for k, v in got.items()}
+            for variant in VARIANTS:
+                if variant in skipped:
+                    continue
+                try:
+                    got = run_child(
+                        [
+                            *("--_child", "time", "--_arg", json.dumps(files)),
+                            *("--_variant", variant, "--threads", str(args.threads)),
+                            *("--repeats", str(args.repeats)),
+                        ],
+                        env,
+                    )
+                except RuntimeError as e:
+                    if variant == "torch":
+                        raise
+                    skipped.add(variant)  # the onnx extra is not installed
+                    notes.append(f"{variant} skipped: {str(e).splitlines()[-1]}")
+                    continue
+                rtf[variant] = {k: max(v, rtf[variant].get(k, 0.0)) for k, v in got.items()}
             if sb_note is None:
                 try:
                     got = run_sb(args.sb_python, base, env)
@@ -266,6 +307,7 @@ def main(argv=None) -> int:
                 if sb is None:
                     sb = got
                 sb["rtf"] = {k: max(v, sb["rtf"].get(k, 0.0)) for k, v in got["rtf"].items()}
+        ours = rtf["torch"]
         ours_mem = run_child(
             ["--_child", "memory", "--_arg", long_path, "--threads", str(args.threads)], env
         )
@@ -281,17 +323,26 @@ def main(argv=None) -> int:
         f"best of {args.rounds} alternating rounds x {args.repeats} pass(es), "
         f"OMP_WAIT_POLICY={args.omp_wait_policy or '(inherited)'}"
     )
-    print(f"{'case':<34}{'audiocl':>12}{'SpeechBrain':>14}{'ratio':>8}")
+    print(
+        f"{'case':<34}{'torch fp32':>12}{'onnxruntime':>13}{'torch bf16':>12}"
+        f"{'SpeechBrain':>13}{'fp32/SB':>9}"
+    )
     result = {"threads": args.threads, "ours_rtf": ours, "sb_rtf": None, "speedup": None}
+
+    def cell(table: dict, name: str, width: int) -> str:
+        return f"{table[name]:>{width - 1}.1f}x" if name in table else f"{'-':>{width}}"
+
     for name, (seconds, count) in CASES.items():
         label = f"RTF, {count} x {seconds:g} s utterances"
+        row = f"{label:<34}{cell(ours, name, 12)}{cell(rtf['onnx'], name, 13)}"
+        row += cell(rtf["bf16"], name, 12)
         if sb:
             r = ours[name] / sb["rtf"][name]
-            result.setdefault("speedup", {})
             result["speedup"] = {**(result["speedup"] or {}), name: round(r, 3)}
-            print(f"{label:<34}{ours[name]:>11.1f}x{sb['rtf'][name]:>13.1f}x{r:>7.2f}x")
+            row += f"{cell(sb['rtf'], name, 13)}{r:>8.2f}x"
         else:
-            print(f"{label:<34}{ours[name]:>11.1f}x{'-':>14}{'-':>8}")
+            row += f"{'-':>13}{'-':>9}"
+        print(row)
     sb_peak = f"{sb_mem['peak_mb']:.0f} MB" if sb_mem else "-"
     sb_before = f"{sb_mem['before_mb']:.0f} MB" if sb_mem else "-"
     sb_secs = f"{sb_mem['seconds']:.1f} s" if sb_mem else "-"
@@ -303,10 +354,13 @@ def main(argv=None) -> int:
             f"SpeechBrain {sb['version']} on torch {sb['torch']}; audiocl on torch "
             f"{torch.__version__}"
         )
-    if sb_note:
-        print(sb_note)
+    for note in [*notes, sb_note]:
+        if note:
+            print(note)
     result.update(
         ours_rtf={k: round(v, 1) for k, v in ours.items()},
+        onnx_rtf={k: round(v, 1) for k, v in rtf["onnx"].items()} or None,
+        bf16_rtf={k: round(v, 1) for k, v in rtf["bf16"].items()} or None,
         sb_rtf={k: round(v, 1) for k, v in sb["rtf"].items()} if sb else None,
         ours_long_peak_mb=round(ours_mem["peak_mb"]),
         ours_long_seconds=round(ours_mem["seconds"], 2),

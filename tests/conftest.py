@@ -29,7 +29,7 @@ def make_tiny_model():
     return make
 
 
-HOME_VARS = ("HOME", "AUDIOCL_HOME", "XDG_DATA_HOME", "AUDIOCL_MODEL")
+HOME_VARS = ("HOME", "AUDIOCL_HOME", "XDG_DATA_HOME", "AUDIOCL_MODEL", "AUDIOCL_STARTER")
 
 
 def real_data_dir() -> Path:
@@ -49,6 +49,7 @@ def _private(mp: pytest.MonkeyPatch, home: Path) -> None:
     mp.setenv("AUDIOCL_HOME", str(home / "audiocl"))
     mp.delenv("XDG_DATA_HOME", raising=False)
     mp.delenv("AUDIOCL_MODEL", raising=False)
+    mp.setenv("AUDIOCL_STARTER", "")  # no test falls back on the shipped starter model unasked
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -125,3 +125,13 @@ def test_saved_config_round_trips(tmp_path):
 def test_shipped_configs_load(name):
     cfg = load_config(name)
     assert cfg.model.encoder in ("ecapa_tdnn", "resnet34")
+
+
+def test_speed_as_new_speaker_needs_speed_perturbation():
+    ok = load_config(None, ["augment.speed_as_new_speaker=true"])
+    assert ok.augment.speed_as_new_speaker and ok.augment.speed_p > 0
+    for off in ("augment.speed_p=0", "augment.enabled=false"):
+        with pytest.raises(ConfigError, match="speed_as_new_speaker needs"):
+            load_config(None, ["augment.speed_as_new_speaker=true", off])
+    with pytest.raises(ConfigError, match="1.0 is the unchanged copy"):
+        load_config(None, ["augment.speed_as_new_speaker=true", "augment.speeds=[0.9, 1.0]"])

@@ -10,7 +10,14 @@ import pytest
 import soundfile as sf
 
 import audiocl.corpus as corpus_mod
-from audiocl.corpus import MANIFEST_NAME, Corpus, Utterance, open_corpus, read_headers
+from audiocl.corpus import (
+    MANIFEST_NAME,
+    Corpus,
+    Utterance,
+    _load_cache,
+    open_corpus,
+    read_headers,
+)
 from audiocl.errors import DataError
 
 
@@ -164,6 +171,12 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     open_corpus(root)
     (root / MANIFEST_NAME).write_bytes(b"garbage")
     assert len(open_corpus(root)) == 12
+    # the garbage was replaced by a readable manifest, which the next open uses as it is
+    assert _load_cache(root, "voxceleb") is not None
+    rebuilt = (root / MANIFEST_NAME).read_bytes()
+    assert rebuilt != b"garbage"
+    assert len(open_corpus(root)) == 12
+    assert (root / MANIFEST_NAME).read_bytes() == rebuilt
 
 
 def test_bad_and_short_files_are_skipped_and_listed(tmp_path):

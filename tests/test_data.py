@@ -165,3 +165,58 @@ def test_disjoint_crops_share_no_samples(root):
         for c in crops
     ]
     assert abs(found[1] - found[0]) >= 4000
+
+
+def test_speed_copies_are_new_classes_and_views_share_the_speed(root, monkeypatch):
+    from audiocl.augment import SpeedPerturb
+    from audiocl.data import num_classes
+
+    cfg = config(root, "augment.speed_as_new_speaker=true", "augment.speed_p=0.67")
+    data = open_training_data(cfg.data)
+    n = len(data.speakers)
+    assert num_classes(data, cfg.augment) == 3 * n
+    assert num_classes(data, config(root).augment) == n
+    seen = []
+    original = SpeedPerturb.perturb
+
+    def spy(self, wave, choice, generator):
+        seen.append(choice.clone())
+        return original(self, wave, choice, generator)
+
+    monkeypatch.setattr(SpeedPerturb, "perturb", spy)
+    ds = ViewBatches(data, cfg.data, cfg.augment, seed=3)
+    assert not any(isinstance(a, SpeedPerturb) for a in ds.augment.augmentations)
+    shifted = 0
+    for step in range(6):
+        seen.clear()
+        batch = ds.make_batch(step)
+        (choice,) = seen  # applied once, to every view together
+        per_view = choice.reshape(3, 4)
+        assert (per_view == per_view[0]).all()
+        base = torch.from_numpy(data.labels[ds.sampler.indices(step)])
+        label = batch["label"]
+        assert torch.equal(label < 0, base < 0)  # unlabelled rows stay unlabelled
+        kept = base >= 0
+        assert torch.equal(label[kept], base[kept] + (per_view[0][kept] + 1) * n)
+        assert label.max() < 3 * n
+        shifted += int((label >= n).sum())
+    assert shifted > 0
+
+
+def test_hold_out_leaves_speakers_out_of_training(root):
+    from audiocl.corpus import open_corpus
+    from audiocl.data import held_out_speakers
+
+    srcs = "data.sources=[{path: a, labelled: true, hold_out: 1}, {path: b, labelled: false}]"
+    data = open_training_data(config(root, srcs).data)
+    names = open_corpus(root / "a").speakers
+    (held,) = held_out_speakers(names, 1)
+    assert len(data.speakers) == 2 and not any(s.endswith(names[held]) for s in data.speakers)
+    assert len(data.corpus) == 12 - 4 + 6  # its 4 utterances are gone
+    assert not any(f"/{names[held]}/" in data.corpus.path(i) for i in range(len(data.corpus)))
+    # the same speaker every time, and never all of them
+    assert held_out_speakers(names, 1).tolist() == [held]
+    with pytest.raises(Exception, match="would leave none"):
+        open_training_data(
+            config(root, "data.sources=[{path: a, labelled: true, hold_out: 3}]").data
+        )

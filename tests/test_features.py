@@ -15,10 +15,11 @@ def _signal(n: int, seed: int = 0) -> np.ndarray:
     return (tone + 0.05 * rng.standard_normal(n)).astype(np.float32)
 
 
-def _kaldi_native(wave: np.ndarray, n_mels: int = 80) -> np.ndarray:
+def _kaldi_native(wave: np.ndarray, n_mels: int = 80, window: str = "povey") -> np.ndarray:
     knf = pytest.importorskip("kaldi_native_fbank")
     opts = knf.FbankOptions()
     opts.frame_opts.dither = 0.0
+    opts.frame_opts.window_type = window
     opts.frame_opts.samp_freq = 16000
     opts.mel_opts.num_bins = n_mels
     fbank = knf.OnlineFbank(opts)
@@ -27,11 +28,12 @@ def _kaldi_native(wave: np.ndarray, n_mels: int = 80) -> np.ndarray:
     return np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
 
 
+@pytest.mark.parametrize("window", ["povey", "hamming"])
 @pytest.mark.parametrize("num_samples", [400, 16000, 24321])
-def test_kaldi_mode_matches_kaldi_native_fbank(num_samples):
+def test_kaldi_mode_matches_kaldi_native_fbank(num_samples, window):
     wave = _signal(num_samples, seed=num_samples)
-    ref = torch.from_numpy(_kaldi_native(wave))
-    fbank = Fbank(kaldi=True, dither=0.0, mean_norm=False).eval()
+    ref = torch.from_numpy(_kaldi_native(wave, window=window))
+    fbank = Fbank(kaldi=True, dither=0.0, mean_norm=False, window=window).eval()
     ours = fbank(torch.from_numpy(wave)[None])[0]
     assert ours.shape == ref.shape
     torch.testing.assert_close(ours, ref, rtol=1e-3, atol=1e-3)

@@ -40,3 +40,21 @@ def test_training_records_its_model_in_the_private_home_only(tmp_path):
     assert paths.resolve_model()[0] == run / "model.pt"
     assert (paths.data_dir() / "last_model").is_file()
     assert snapshot(real) == before
+
+
+def test_starter_model_is_the_default_until_a_model_is_trained(
+    tmp_path, monkeypatch, make_tiny_model
+):
+    import pytest
+
+    from audiocl.errors import ModelError
+
+    with pytest.raises(ModelError, match="no model given"):
+        paths.resolve_model()
+    starter = make_tiny_model(tmp_path / "starter.pt")
+    monkeypatch.setenv("AUDIOCL_STARTER", str(starter))
+    assert paths.resolve_model() == (starter, "starter model (docs/models.md)")
+    trained = make_tiny_model(tmp_path / "trained.pt", seed=1)
+    paths.record_last_model(trained)
+    assert paths.resolve_model() == (trained, "last trained model")
+    assert paths.resolve_model(starter)[1] == "--model"

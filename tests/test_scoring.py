@@ -11,7 +11,6 @@ from audiocl.scoring import (
     cohort_stats,
     cosine_scores,
     score_pairs,
-    score_trials,
     trial_indices,
 )
 
@@ -44,18 +43,14 @@ def test_score_pairs_chunks_match_direct():
     np.testing.assert_allclose(s, cosine_scores(m[ei], m[ti]), atol=1e-6)
 
 
-def test_score_trials_dict_and_index_forms():
-    rng = np.random.default_rng(2)
-    keys = [f"spk{i}/u.wav" for i in range(6)]
-    emb = {k: rng.normal(size=8) for k in keys}
-    trials = [Trial(1, keys[0], keys[1]), Trial(0, keys[2], keys[5]), (1, keys[3], keys[3])]
-    s1, labels = score_trials(emb, trials)
-    np.testing.assert_array_equal(labels, [1, 0, 1])
-    assert s1[2] == pytest.approx(1.0, abs=1e-6)
+def test_trial_indices_name_the_missing_key():
+    keys = [f"spk{i}/u.wav" for i in range(3)]
     index = {k: i for i, k in enumerate(keys)}
-    matrix = np.stack([emb[k] for k in keys])
-    s2, _ = score_trials((index, matrix), trials)
-    np.testing.assert_allclose(s1, s2, atol=1e-6)
+    trials = [Trial(1, keys[0], keys[1]), (0, keys[2], keys[0])]
+    ei, ti, labels = trial_indices(trials, index)
+    np.testing.assert_array_equal(ei, [0, 2])
+    np.testing.assert_array_equal(ti, [1, 0])
+    np.testing.assert_array_equal(labels, [1, 0])
     with pytest.raises(DataError, match="trial 2"):
         trial_indices([trials[0], Trial(0, keys[0], "missing.wav")], index)
 
@@ -99,7 +94,7 @@ def test_as_norm_is_symmetric_and_rejects_bad_args():
 
 def test_as_norm_improves_separation_with_speaker_dependent_offsets():
     # Each speaker's embeddings share a "hub" direction with the cohort: raw scores of some
-    # speakers are inflated; AS-Norm removes that, so EER should not get worse.
+    # speakers are inflated; AS-Norm removes that, so the EER must fall well below the raw one.
     rng = np.random.default_rng(5)
     d, n_spk, n_utt = 32, 40, 6
     centers = _unit(rng.normal(size=(n_spk, d)))
@@ -120,7 +115,8 @@ def test_as_norm_improves_separation_with_speaker_dependent_offsets():
     labels = (spk[ei] == spk[ti]).astype(int)
     raw = compute_metrics(score_pairs(emb, ei, ti), labels)["eer"]
     normed = compute_metrics(as_norm_trials(emb, ei, ti, cohort, top_k=50), labels)["eer"]
-    assert normed <= raw + 0.01
+    assert raw > 0.05  # the offsets do hurt raw cosine scoring here
+    assert normed < raw / 2  # (9.5% -> 1.6% with this seed; a no-op AS-Norm fails)
 
 
 def test_calibration_from_metrics():

@@ -250,7 +250,7 @@ class _ConstantEncoder(torch.nn.Module):
         return self.point.expand(feats.shape[0], -1) + 0.0 * feats.mean()
 
 
-def test_collapsed_run_is_flagged(corpus, tmp_path, monkeypatch, capsys):
+def test_collapsed_run_is_flagged(corpus, tmp_path, monkeypatch, caplog):
     import audiocl.train as train_mod
 
     monkeypatch.setattr(train_mod, "build_encoder", lambda cfg, n_mels: _ConstantEncoder(32))
@@ -258,7 +258,8 @@ def test_collapsed_run_is_flagged(corpus, tmp_path, monkeypatch, capsys):
     run = fit(cfg, tmp_path / "run", quiet=True)
     records = [r for r in train_mod.read_metrics(run) if "loss" in r]
     assert records and all("spread" in r["collapse"] for r in records)
-    assert capsys.readouterr().err.count("looks collapsed") == 1
+    warned = [r for r in caplog.records if "looks collapsed" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelname == "WARNING"
 
 
 def test_healthy_run_is_not_flagged(corpus, tmp_path):

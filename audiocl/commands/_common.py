@@ -34,6 +34,31 @@ def positive_int(text: str) -> int:
 
 def add_model(p) -> None:
     p.add_argument("--model", default=None, metavar="PATH", help=MODEL_HELP)
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "torch", "onnx"),
+        help="run the model with PyTorch or with onnxruntime (the onnx extra; a model.pt is "
+        "exported in memory first). auto: onnx for an exported .onnx model, else torch",
+    )
+    p.add_argument(
+        "--vad",
+        nargs="?",
+        const="energy",
+        default=None,
+        choices=("energy", "silero"),
+        help="trim leading and trailing non-speech before embedding, with the energy detector "
+        "(default) or Silero VAD (pip install silero-vad). Off by default: trimming changes "
+        "embeddings, so a store or cache made without it stays comparable",
+    )
+    p.add_argument(
+        "--min-speech",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="refuse a recording with less detected speech than this, exit 3 'no speech found' "
+        "(default 0.5; 0 turns the check off). Always on, with or without --vad",
+    )
 
 
 def add_db(p) -> None:
@@ -70,9 +95,13 @@ def load_model(args):
     from ..api import Model
     from ..embed import Embedder
     from ..paths import resolve_model
+    from ..vad import SpeechGate
 
+    gate = SpeechGate(args.vad or "energy", args.min_speech, trim=args.vad is not None)
     path, source = resolve_model(args.model)
-    return Model(Embedder.from_file(path), path, source)
+    model = Model(Embedder.from_file(path, backend=args.backend), path, source)
+    model.embedder.gate = gate
+    return model
 
 
 def model_info(model) -> dict:
@@ -132,7 +161,7 @@ def open_store(args, model):
     from ..store import SpeakerStore
 
     store = SpeakerStore(db_path(args), model.model_id)
-    check_store_model(store)
+    store.check_model()
     return store
 
 
@@ -145,17 +174,3 @@ def add_overrides(p) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set optim.lr=0.01 (repeatable)",
     )
-
-
-def check_store_model(store) -> None:
-    """StoreError when ``store`` holds speakers of a model other than ``store.model_id``."""
-    from ..errors import StoreError
-
-    other = [r for r in store.list() if r.model_id != store.model_id]
-    if other:
-        raise StoreError(
-            f"speaker store {store.path} holds {len(other)} speaker(s) enrolled with model "
-            f"{other[0].model_id!r}, but the current model is {store.model_id!r}: embeddings of "
-            "different models cannot be compared; use that model (--model), another store "
-            "(--db), or re-enroll the speakers"
-        )

@@ -33,29 +33,15 @@ def add_arguments(p):
     _common.add_json(p)
 
 
-def read_list(path) -> list[str]:
-    """Paths of a list file: one per line; blank lines and lines starting with # ignored."""
-    from pathlib import Path
-
-    from ..errors import DataError
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the file list ({e.strerror})") from None
-    return [s.strip() for s in text.splitlines() if s.strip() and not s.lstrip().startswith("#")]
-
-
 def run(args) -> int:
     import sys
     from pathlib import Path
 
-    import numpy as np
-
+    from ..embeddings_file import save_embeddings
     from ..errors import ConfigError, DataError
-    from ..fileio import atomic_path
+    from ..pathlist import read_path_list
 
-    ids = list(args.files) + (read_list(args.list) if args.list else [])
+    ids = list(args.files) + (read_path_list(args.list) if args.list else [])
     if not ids:
         raise ConfigError("nothing to embed: give audio files or --list LIST")
     root = Path(args.audio_root) if args.audio_root else None
@@ -82,13 +68,7 @@ def run(args) -> int:
     if not keep:
         raise DataError("no file could be embedded")
     out = Path(args.out)
-    with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        np.savez(
-            f,
-            ids=np.array([ids[i] for i in keep], dtype=str),
-            embeddings=np.ascontiguousarray(emb[keep], dtype=np.float32),
-            model_id=np.array(model.model_id),
-        )
+    save_embeddings(out, [ids[i] for i in keep], emb[keep], model.model_id)
     summary = {
         "out": str(out),
         "count": len(keep),

@@ -26,18 +26,10 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     model = _common.load_model(args)
-    store = _common.open_store(args, model)
-    existed = args.name in store
-    emb = model.embedder.embed_files(args.files)
-    record = store.enroll(
-        args.name,
-        emb,
-        files=[str(Path(f).absolute()) for f in args.files],
-        mode="replace" if args.replace else "add",
-    )
+    speakers = model.store(_common.db_path(args))
+    existed = args.name in speakers
+    record = speakers.enroll(args.name, args.files, mode="replace" if args.replace else "add")
     action = "replaced" if existed and args.replace else ("added to" if existed else "enrolled")
     if args.json:
         _common.print_json(
@@ -45,7 +37,7 @@ def run(args) -> int:
                 "action": action,
                 "speaker": record.to_dict(),
                 "files_added": len(args.files),
-                "db": str(store.path),
+                "db": str(speakers.path),
                 "model": _common.model_info(model),
             }
         )
@@ -53,6 +45,6 @@ def run(args) -> int:
         print(_common.model_line(model))
         print(
             f"{action} {record.name!r}: {len(args.files)} file(s) now, {record.count} enrolment "
-            f"file(s) in all (store: {store.path})"
+            f"file(s) in all (store: {speakers.path})"
         )
     return 0

@@ -70,11 +70,43 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def print_report(report: dict, trials: str, files: dict, model_path) -> None:
+    """What ``audiocl eval`` prints: counts, cohort, the metrics table, calibration, files."""
     import sys
+
+    for b in report["bad_files"]:
+        print(f"audiocl eval: skipped {b['file']}: {b['reason']}", file=sys.stderr)
+    raw, f = report["raw"], report["files"]
+    skipped = ""
+    if report["skipped_trials"]:
+        n_bad = len(report["bad_files"])
+        skipped = f"; {report['skipped_trials']} skipped (they use {n_bad} unusable file(s))"
+    n = report["n_trials"]
+    print(
+        f"trials: {trials}: {n} scored ({raw['n_target']} target, "
+        f"{raw['n_nontarget']} non-target){skipped}"
+    )
+    print(f"files: {f['embedded']} embedded, {f['cached']} from the cache ({f['seconds']:.1f} s)")
+    if report["cohort"]:
+        c = report["cohort"]
+        print(
+            f"AS-Norm cohort: {c['size']} files of {c['available']} in {c['source']}, "
+            f"top-k {c['top_k']}"
+        )
+    print(format_table(report))
+    if report.get("calibration"):
+        cal = report["calibration"]
+        print(
+            f"calibrated: thresholds stored in {model_path} (EER threshold "
+            f"{cal['threshold']:.4f}, used by verify/identify)"
+        )
+    print(f"report: {', '.join(str(p) for p in files.values())}")
+
+
+def run(args) -> int:
     from pathlib import Path
 
-    from ..evaluation import EmbeddingCache, default_cache_dir, run_evaluation, write_report
+    from ..evaluation import write_report
 
     model = _common.load_model(args)
     if args.calibrate:  # fail before the evaluation, not after it
@@ -88,65 +120,30 @@ def run(args) -> int:
             )
     if not args.json:
         print(_common.model_line(model))
-    cache = None
-    if not args.no_cache:
-        cache = EmbeddingCache(
-            Path(args.cache) if args.cache else default_cache_dir(), model.model_id
-        )
     make_bar, close = _common.progress_bar(args.quiet)
     try:
-        result = run_evaluation(
-            model.embedder,
+        result = model.evaluate(
             args.trials,
             args.audio_root,
             cohort=args.cohort,
             top_k=args.top_k,
             skip_bad=args.skip_bad,
-            cache=cache,
+            cache=False if args.no_cache else (args.cache or True),
             max_cohort=args.max_cohort,
             seed=args.seed,
             progress=make_bar,
+            result=True,
         )
     finally:
         close()
     out = Path(args.out) if args.out else Path("eval") / Path(args.trials).stem
     report = result.metrics
-    report["model"] = str(model.path)
     report["model_source"] = model.source
-    calibration = None
     if args.calibrate:
-        calibration = model.calibrate(report["raw"], trials=args.trials)
-        report["calibration"] = calibration
+        report["calibration"] = model.calibrate(report["raw"], trials=args.trials)
     files = write_report(result, out)
     if args.json:
         _common.print_json({**report, "out": str(out)})
-        return 0
-    for b in result.metrics["bad_files"]:
-        print(f"audiocl eval: skipped {b['file']}: {b['reason']}", file=sys.stderr)
-    raw = report["raw"]
-    f = report["files"]
-    print(
-        f"trials: {args.trials}: {report['n_trials']} scored ({raw['n_target']} target, "
-        f"{raw['n_nontarget']} non-target)"
-        + (
-            f"; {report['skipped_trials']} skipped (they use {len(report['bad_files'])} unusable "
-            "file(s))"
-            if report["skipped_trials"]
-            else ""
-        )
-    )
-    print(f"files: {f['embedded']} embedded, {f['cached']} from the cache ({f['seconds']:.1f} s)")
-    if report["cohort"]:
-        c = report["cohort"]
-        print(
-            f"AS-Norm cohort: {c['size']} files of {c['available']} in {c['source']}, "
-            f"top-k {c['top_k']}"
-        )
-    print(format_table(report))
-    if calibration:
-        print(
-            f"calibrated: thresholds stored in {model.path} (EER threshold "
-            f"{calibration['threshold']:.4f}, used by verify/identify)"
-        )
-    print(f"report: {', '.join(str(p) for p in files.values())}")
+    else:
+        print_report(report, args.trials, files, model.path)
     return 0

@@ -32,8 +32,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     model = _common.load_model(args)
-    store = _common.open_store(args, model)
-    ranking = store.identify(model.embed(args.file), top=args.top)
+    speakers = model.store(_common.db_path(args))
+    ranking = speakers.identify(args.file, top=args.top)
     threshold, source = model.threshold(args.threshold, args.operating_point, "--threshold")
     rows = [
         {
@@ -53,7 +53,7 @@ def run(args) -> int:
                 "match": match,
                 "threshold": threshold,
                 "threshold_source": source,
-                "db": str(store.path),
+                "db": str(speakers.path),
                 "model": _common.model_info(model),
             }
         )

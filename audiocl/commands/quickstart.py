@@ -39,32 +39,12 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def run(args) -> int:
-    import json
+def make_voices(out, args) -> tuple:
+    """Fresh training and test corpora under ``out/data``; returns their folders."""
     import shutil
-    import time
-    from pathlib import Path
 
-    import torch
-
-    from ..config import load_config
-    from ..embed import Embedder
-    from ..evaluation import evaluate_trials
-    from ..fileio import write_text_atomic
     from ..synth import synthesize_corpus
-    from ..train import TrainModule, fit, read_metrics
 
-    out = Path(args.out)
-    t0 = time.monotonic()
-    # checked before minutes of synthesis, so a mistyped --set fails at once
-    overrides = [
-        f"data.root={out / 'data'}",
-        "data.sources=[{path: train, labelled: true}]",
-        f"train.seed={args.seed}",
-        *([f"train.steps={args.steps}"] if args.steps else []),
-        *args.overrides,
-    ]
-    cfg = load_config("quickstart", overrides)
     train_dir, test_dir = out / "data" / "train", out / "data" / "test"
     for d in (train_dir, test_dir):
         if d.exists():
@@ -80,46 +60,77 @@ def run(args) -> int:
         seed=args.seed + 1,
         speaker_offset=args.train_speakers,
     )
-    trials = test_dir / "trials.txt"
+    return train_dir, test_dir
+
+
+def train_and_compare(cfg, out, trials, test_dir, args) -> dict:
+    """EER of the untrained encoder, training, EER of the trained one."""
+    import shutil
+
+    import torch
+
+    from ..embed import Embedder
+    from ..evaluation import evaluate_trials
+    from ..train import TrainModule, fit, read_metrics
 
     torch.manual_seed(args.seed)
     untrained = TrainModule(cfg, 1)
     print("evaluating the untrained encoder ...")
-    before = evaluate_trials(
-        untrained.fbank, untrained.encoder, trials, test_dir, cfg.data.sample_rate
-    )
-
+    sr = cfg.data.sample_rate
+    before = evaluate_trials(untrained.fbank, untrained.encoder, trials, test_dir, sr)
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     print(f"training for {cfg.train.steps} steps ...")
     fit(cfg, run_dir, quiet=args.quiet)
     model_path = run_dir / "model.pt"
-    trained_model = Embedder.from_file(model_path)
-    after = evaluate_trials(
-        trained_model.fbank, trained_model.encoder, trials, test_dir, cfg.data.sample_rate
-    )
-
+    trained = Embedder.from_file(model_path)
+    after = evaluate_trials(trained.fbank, trained.encoder, trials, test_dir, sr)
     keys = ("eer", "min_dcf_0.01", "min_dcf_0.05", "n_target", "n_nontarget")
-    result = {
+    return {
         "untrained": {k: before[k] for k in keys},
         "trained": {k: after[k] for k in keys},
         "model": str(model_path),
         "trials": str(trials),
         "steps": read_metrics(run_dir)[-1]["step"],
-        "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+def run(args) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from ..config import load_config
+    from ..fileio import write_text_atomic
+
+    out = Path(args.out)
+    t0 = time.monotonic()
+    # checked before minutes of synthesis, so a mistyped --set fails at once
+    overrides = [
+        f"data.root={out / 'data'}",
+        "data.sources=[{path: train, labelled: true}]",
+        f"train.seed={args.seed}",
+        *([f"train.steps={args.steps}"] if args.steps else []),
+        *args.overrides,
+    ]
+    cfg = load_config("quickstart", overrides)
+    _, test_dir = make_voices(out, args)
+    trials = test_dir / "trials.txt"
+    result = train_and_compare(cfg, out, trials, test_dir, args)
+    result["seconds"] = round(time.monotonic() - t0, 1)
     write_text_atomic(out / "quickstart.json", json.dumps(result, indent=2) + "\n")
-    n_t, n_n = after["n_target"], after["n_nontarget"]
+    after = result["trained"]
     print(
-        f"\ntest speakers' trials: {trials} ({n_t} target, {n_n} non-target; speakers unseen "
-        "in training)"
+        f"\ntest speakers' trials: {trials} ({after['n_target']} target, "
+        f"{after['n_nontarget']} non-target; speakers unseen in training)"
     )
     print(f"{'encoder':<12}{'EER':>9}{'minDCF(0.01)':>15}{'minDCF(0.05)':>15}")
-    for name, r in (("untrained", before), ("trained", after)):
+    for name in ("untrained", "trained"):
+        r = result[name]
         print(
             f"{name:<12}{100 * r['eer']:>8.2f}%{r['min_dcf_0.01']:>15.3f}{r['min_dcf_0.05']:>15.3f}"
         )
-    print(f"\nmodel: {model_path} ({result['steps']} steps, {result['seconds']:.0f} s in all)")
+    print(f"\nmodel: {result['model']} ({result['steps']} steps, {result['seconds']:.0f} s in all)")
     print(f"figures: {out / 'quickstart.json'}")
     return 0

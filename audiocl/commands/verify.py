@@ -31,7 +31,6 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..errors import ConfigError
-    from ..store import SpeakerStore
 
     if args.speaker is not None and len(args.files) != 1:
         raise ConfigError("verify --speaker NAME takes exactly one recording")
@@ -39,17 +38,16 @@ def run(args) -> int:
         raise ConfigError("verify takes two recordings (or one recording and --speaker NAME)")
     model = _common.load_model(args)
     if args.speaker is not None:
-        store = SpeakerStore(_common.db_path(args), model.model_id)
-        store.get(args.speaker)  # unknown speaker: fail before embedding
-        score = store.score(args.speaker, model.embed(args.files[0]))
-        pair = {"speaker": args.speaker, "file": args.files[0], "db": str(store.path)}
+        speakers = model.store(_common.db_path(args))
+        v = speakers.verify(
+            args.speaker, args.files[0], args.threshold, args.operating_point, "--threshold"
+        )
+        pair = {"speaker": args.speaker, "file": args.files[0], "db": str(speakers.path)}
         what = f"{args.files[0]} vs enrolled speaker {args.speaker!r}"
     else:
-        a, b = model.embedder.embed_files(args.files)
-        score = float(min(1.0, max(-1.0, a @ b)))
+        v = model.verify(*args.files, args.threshold, None, args.operating_point, "--threshold")
         pair = {"files": list(args.files)}
         what = f"{args.files[0]} vs {args.files[1]}"
-    v = model.decide(score, args.threshold, args.operating_point, label="--threshold")
     code = {True: 0, False: 1, None: 4}[v.same]
     if args.json:
         _common.print_json({**pair, **v.to_dict(), "model": _common.model_info(model)})

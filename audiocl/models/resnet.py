@@ -76,5 +76,7 @@ class ResNet34(nn.Module):
         x = self.stages(F.relu(self.bn1(self.conv1(x)), inplace=True))
         x = x.flatten(1, 2)  # (B, C * F', T')
         mean = x.mean(dim=2)
-        std = torch.sqrt(x.var(dim=2) + self.eps) if x.shape[2] > 1 else torch.zeros_like(mean)
+        # unbiased variance without a branch on T (one frame: 0), so an exported graph keeps it
+        var = (x - mean.unsqueeze(2)).square().sum(dim=2) / max(x.shape[2] - 1, 1)
+        std = torch.sqrt(var + self.eps)
         return self.linear(torch.cat([mean, std], dim=1))

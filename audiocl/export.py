@@ -1,0 +1,200 @@
+"""ONNX export: a model file -> one graph from the waveform to the embedding.
+
+The graph takes ``waveform``, float32 ``(B, S)`` in [-1, 1] at the model's sample rate (any
+``B``, any ``S``; the CLI and the tests use ``B = 1``) and returns ``embedding``, float32
+``(B, D)``, before L2 normalisation (cosine scoring does not need it). The filterbank front end
+is inside the graph, so a runtime needs nothing else.
+
+``torch.fft`` has no portable ONNX form, so the graph computes the filterbank as one strided
+``conv1d`` whose kernels are the windowed DFT basis (``ConvFbank``): framing, Kaldi's per-frame
+DC removal and pre-emphasis, the window and the real DFT are all linear in the frame, so they
+fold into one ``(2F, 1, W)`` kernel computed in float64. The model file's id, name, sample rate
+and calibration travel in the ONNX metadata, so an exported model keeps its store identity.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint
+from .errors import ModelError
+from .features import _FLT_EPSILON, WINDOWS, Fbank
+from .fileio import atomic_path
+
+OPSET = 18
+
+
+class ConvFbank(nn.Module):
+    """``Fbank`` in inference mode (no dither) as export-friendly ops:
+    ``(B, S)`` -> ``(B, T, n_mels)``, equal to ``fbank.eval()(wave)`` up to float32 rounding."""
+
+    def __init__(self, fbank: Fbank):
+        super().__init__()
+        w, n_fft, c = fbank.win_length, fbank.n_fft, fbank.preemphasis
+        self.win_length, self.hop_length = w, fbank.hop_length
+        self.kaldi, self.preemphasis = fbank.kaldi, c
+        self.mean_norm, self.input_scale = fbank.mean_norm, fbank.input_scale
+        # the linear map applied to each raw frame before the DFT, (W, W) float64
+        lin = torch.eye(w, dtype=torch.float64)
+        if fbank.kaldi:
+            lin = lin - 1.0 / w  # per-frame DC removal
+            if c != 0.0:
+                ones = torch.ones(w - 1, dtype=torch.float64)
+                pre = torch.eye(w, dtype=torch.float64) - c * torch.diag(ones, -1)
+                pre[0, 0] = 1.0 - c
+                lin = pre @ lin
+        window = WINDOWS[fbank.window_name](w)
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        n = torch.arange(w, dtype=torch.float64)[None, :]
+        angle = 2 * math.pi * k * n / n_fft
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2F, W)
+        self.register_buffer("kernel", (basis @ lin).float().unsqueeze(1), persistent=False)
+        self.register_buffer("mel", fbank.mel.clone(), persistent=False)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        x = wave.float() * self.input_scale
+        # short input is zero-padded to one window, as Fbank does
+        x = torch.cat([x, x.new_zeros(x.shape[0], self.win_length)], dim=1)
+        x = x[:, : max(wave.shape[1], self.win_length)]
+        c = self.preemphasis
+        if not self.kaldi and c != 0.0:
+            x = torch.cat([x[:, :1] * (1.0 - c), x[:, 1:] - c * x[:, :-1]], dim=1)
+        spec = nn.functional.conv1d(x.unsqueeze(1), self.kernel, stride=self.hop_length)
+        re, im = spec.chunk(2, dim=1)  # (B, F, T) each
+        power = (re.square() + im.square()).transpose(1, 2)
+        feats = torch.matmul(power, self.mel).clamp_min(_FLT_EPSILON).log()
+        if self.mean_norm:
+            feats = feats - feats.mean(dim=1, keepdim=True)
+        return feats
+
+
+class WaveformEncoder(nn.Module):
+    """``waveform (B, S)`` -> ``embedding (B, D)``: the front end and the encoder in one module."""
+
+    def __init__(self, fbank: Fbank, encoder: nn.Module):
+        super().__init__()
+        self.fbank, self.encoder = ConvFbank(fbank), encoder
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return self.encoder(self.fbank(waveform))
+
+
+def metadata(data: dict) -> dict[str, str]:
+    """What the ONNX file keeps of a model file: its identity, sample rate and calibration."""
+    from .config import Config, from_dict
+
+    cfg = from_dict(Config, data["config"])
+    meta = {
+        "audiocl_model_id": data.get("model_id") or checkpoint.model_id(data["encoder"]),
+        "sample_rate": str(cfg.data.sample_rate),
+        "embed_dim": str(cfg.model.embed_dim),
+    }
+    for key in ("name", "source", "license", "attribution"):
+        if data.get(key):
+            meta[key] = str(data[key])
+    if data.get("calibration"):
+        meta["calibration"] = json.dumps(data["calibration"])
+    return meta
+
+
+def to_onnx_bytes(data: dict) -> bytes:
+    """The ONNX graph of a loaded model file, serialised."""
+    from .embed import build_inference_model
+
+    _require_onnx()
+    cfg, fbank, encoder = build_inference_model(data)
+    net = WaveformEncoder(fbank, encoder).eval()
+    # a batch of 2: an example dimension of size 1 would be fixed to 1 in the graph
+    example = torch.zeros(2, 2 * cfg.data.sample_rate)
+    buf = io.BytesIO()
+    batch, samples = torch.export.Dim("batch"), torch.export.Dim("samples", min=2)
+    quiet = logging.getLogger("torch.onnx")  # it logs each optional op set it skips
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        program = _export(net, example, batch, samples)
+    finally:
+        quiet.setLevel(level)
+    program.save(buf)
+    import onnx
+
+    model = onnx.load_from_string(buf.getvalue())
+    for key, value in metadata(data).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model.SerializeToString()
+
+
+def _export(net: nn.Module, example: Tensor, batch, samples):
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            input_names=["waveform"],
+            output_names=["embedding"],
+            dynamic_shapes={"waveform": {0: batch, 1: samples}},
+            opset_version=OPSET,
+            verbose=False,
+        )
+    return program
+
+
+def export_onnx(
+    model_path: str | os.PathLike, out: str | os.PathLike, check: bool = True
+) -> tuple[Path, float | None]:
+    """Write the ONNX graph of ``model_path`` to ``out`` (atomically). With ``check``, the graph
+    first runs once under onnxruntime against PyTorch (``check_graph``), and nothing is written
+    when they disagree. Returns ``(out, cosine or None)``."""
+    data = checkpoint.load(model_path)
+    blob = to_onnx_bytes(data)
+    cosine = check_graph(data, blob) if check else None
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(blob)
+    return out, cosine
+
+
+def check_graph(data: dict, blob: bytes, min_cosine: float = 0.9999) -> float:
+    """Cosine between onnxruntime's embedding of 3 s of seeded noise and PyTorch's; a
+    ``ModelError`` below ``min_cosine``."""
+    from .embed import build_inference_model
+    from .onnx_backend import OnnxNet
+
+    cfg, fbank, encoder = build_inference_model(data)
+    wave = 0.1 * torch.randn(
+        1, 3 * cfg.data.sample_rate, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.inference_mode():
+        ref = encoder(fbank(wave))
+    got = OnnxNet(blob)(wave)
+    cosine = float(torch.nn.functional.cosine_similarity(ref, got).item())
+    if not cosine >= min_cosine:
+        raise ModelError(
+            f"the exported graph disagrees with PyTorch (cosine {cosine:.6f} < {min_cosine}); "
+            "nothing was written"
+        )
+    return cosine
+
+
+def _require_onnx() -> None:
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    if (major, minor) < (2, 6):
+        raise ModelError(f"ONNX export needs torch >= 2.6 (this is {torch.__version__})")
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as e:
+        raise ModelError(
+            f"ONNX export needs the onnx extra ({e.name} is missing): pip install 'audiocl[onnx]'"
+        ) from None

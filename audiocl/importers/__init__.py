@@ -1,0 +1,15 @@
+"""Bringing other toolkits' published speaker models into audiocl model files.
+
+``IMPORTERS[name](folder) -> payload`` reads a model folder in the layout its toolkit publishes
+and returns the payload of an audiocl ``model.pt`` (``checkpoint.make_model_file`` plus
+``source``, ``name``, ``license`` and the original config), so that an imported model works
+everywhere a trained one does. Each importer checks every tensor's shape and names what does
+not fit (``ModelError``, exit 4).
+"""
+
+from __future__ import annotations
+
+from .wespeaker import import_wespeaker
+
+# toolkit -> importer (plain registry; the module of each toolkit owns its mapping)
+IMPORTERS = {"wespeaker": import_wespeaker}

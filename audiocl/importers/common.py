@@ -1,0 +1,59 @@
+"""What every importer shares: safe checkpoint reading and strict state-dict loading."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+
+
+def require(folder: Path, name: str) -> Path:
+    """``folder / name``, or a ``ModelError`` naming the missing file."""
+    path = folder / name
+    if not path.is_file():
+        raise ModelError(f"{path}: missing (a {folder.name} model folder needs {name})")
+    return path
+
+
+def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, read with ``weights_only=True`` (never unpickling code); a
+    ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for unreadable or unsafe files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ModelError(f"{path}: expected a state dict of tensors")
+    return data
+
+
+def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load ``state`` into ``module``: every tensor present, every shape equal, or a
+    ``ModelError`` that names the first tensors that differ."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or extra or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"shape mismatch: {', '.join(wrong[:3])}")
+        if missing:
+            parts.append(f"missing: {', '.join(missing[:3])}")
+        if extra:
+            parts.append(f"unexpected: {', '.join(extra[:3])}")
+        raise ModelError(
+            f"{source}: the weights do not fit the model its config describes: " + "; ".join(parts)
+        )
+    module.load_state_dict(state)

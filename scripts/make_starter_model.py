@@ -1,0 +1,128 @@
+"""Package a trained run as audiocl's starter model: calibrate it on speakers its training held
+out, and write ``audiocl/pretrained/starter.pt`` with its name, licence and attribution.
+
+The run's config must hold speakers out (``hold_out`` on a source, as ``configs/starter_cpu.yaml``
+does): their utterances make the calibration trials (every pair), so the verify threshold comes
+from speakers the model never saw, and the dev set stays a test of the finished model.
+
+    audiocl train --config configs/starter_cpu.yaml --set data.root=../shared/data --out runs/starter
+    python scripts/make_starter_model.py --run runs/starter \\
+        [--dev ../shared/data/dev/hsb-commonvoice] [--noisy-dev /work/noisy_dev/hsb-commonvoice-noisy]
+
+Prints the calibration and (with ``--dev``) the dev figures for the model card
+(``docs/models.md``), then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+ATTRIBUTION = (
+    "Trained on audio from the LibriSpeech ASR corpus (c) 2014 Vassil Panayotov, CC BY 4.0; "
+    "the Arabic Speech Commands dataset (Ghandoura, Hjabo, Al Dakkak, 2021), CC BY 4.0; and "
+    "speechocean762 (OpenSLR 101), (c) SpeechOcean / Junbo Zhang et al., CC BY 4.0. "
+    "https://creativecommons.org/licenses/by/4.0/ ; see docs/models.md."
+)
+LICENSE = "CC BY 4.0 (the model is a work derived from CC BY 4.0 data; attribution above)"
+MAX_MB = 15.0
+
+
+def held_out_trials(cfg, folder: Path) -> list[tuple[Path, Path, str]]:
+    """``(trials file, audio root, source)`` of every source's held-out speakers."""
+    import numpy as np
+
+    from audiocl.corpus import open_corpus
+    from audiocl.data import held_out_speakers, resolve
+    from audiocl.trials import make_trials, write_trials
+
+    out = []
+    for k, src in enumerate(cfg.data.sources):
+        if not src.hold_out:
+            continue
+        root = resolve(cfg.data.root, src.path)
+        corpus = open_corpus(root, min_duration=cfg.data.min_seconds, format=src.format)
+        held = held_out_speakers(corpus.speakers, src.hold_out, root)
+        sub = corpus.subset(np.flatnonzero(np.isin(corpus.speaker_ids, held)))
+        path = folder / f"held_out_{k}.txt"
+        write_trials(path, make_trials(sub))
+        out.append((path, root, src.path))
+    if not out:
+        raise SystemExit("the run's config holds no speakers out (data.sources[].hold_out)")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--data", default=None, help="data.root of the run (default: its config's)")
+    p.add_argument("--dev", type=Path, default=None, help="dev folder with trials.txt")
+    p.add_argument("--noisy-dev", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="default: the package's starter.pt")
+    args = p.parse_args(argv)
+
+    import torch
+
+    import audiocl
+    from audiocl import checkpoint
+    from audiocl.config import load_config
+    from audiocl.paths import STARTER_MODEL
+
+    overrides = [f"data.root={args.data}"] if args.data else []
+    cfg = load_config(args.run / "config.yaml", overrides)
+    out = args.out or STARTER_MODEL
+    summary: dict = {"run": str(args.run)}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "model.pt"
+        data = checkpoint.load(args.run / "model.pt")
+        # stored in float16 when float32 would not fit the package budget
+        fp32_mb = sum(t.numel() * 4 for t in data["encoder"].values()) / 2**20
+        if fp32_mb > MAX_MB:
+            data["encoder"] = {
+                k: v.half() if v.is_floating_point() else v for k, v in data["encoder"].items()
+            }
+        data.update(
+            name="audiocl starter (ECAPA-TDNN, real_cpu recipe without FSDD)",
+            license=LICENSE,
+            attribution=ATTRIBUTION,
+            calibration=None,
+        )
+        data["model_id"] = checkpoint.model_id(data["encoder"])
+        checkpoint.save(work, data)
+        model = audiocl.load_model(work, min_speech=0.0)
+        cal_sets = held_out_trials(cfg, Path(tmp))
+        trials, root, source = cal_sets[0]
+        report = model.evaluate(trials, root, cache=False)
+        cal = model.calibrate(report["raw"], trials=f"held-out speakers of {source}")
+        summary["calibration"] = {
+            "trials": f"held-out speakers of {source}",
+            "n_target": report["raw"]["n_target"],
+            "n_nontarget": report["raw"]["n_nontarget"],
+            "eer": report["raw"]["eer"],
+            "eer_threshold": cal["eer_threshold"],
+        }
+        for name, folder in (("dev", args.dev), ("noisy_dev", args.noisy_dev)):
+            if folder is not None:
+                r = model.evaluate(folder / "trials.txt", folder, cache=False)["raw"]
+                summary[name] = {k: r[k] for k in ("eer", "min_dcf_0.01", "min_dcf_0.05")}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.save(out, torch.load(work, map_location="cpu", weights_only=True))
+    summary["out"] = str(out)
+    summary["megabytes"] = round(out.stat().st_size / 2**20, 2)
+    if summary["megabytes"] > MAX_MB:
+        raise SystemExit(f"{out}: {summary['megabytes']} MB, over the {MAX_MB} MB budget")
+    c = summary["calibration"]
+    print(f"calibrated on {c['trials']}: EER {c['eer']:.2%}, threshold {c['eer_threshold']:.4f}")
+    for name in ("dev", "noisy_dev"):
+        if name in summary:
+            r = summary[name]
+            print(f"{name}: EER {r['eer']:.2%}, minDCF 0.01 {r['min_dcf_0.01']:.3f}")
+    print(f"wrote {out} ({summary['megabytes']} MB)")
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
