@@ -1,0 +1,45 @@
+"""The starter model shipped in the package: small enough, calibrated, carrying its licence and
+attribution, and the default model of a fresh install (until the user trains one)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from audiocl import checkpoint
+from audiocl.paths import STARTER_MODEL
+
+pytestmark = pytest.mark.skipif(not STARTER_MODEL.is_file(), reason="no starter model shipped")
+
+
+def test_starter_model_file():
+    assert STARTER_MODEL.stat().st_size <= 15 * 2**20
+    data = checkpoint.load(STARTER_MODEL)
+    assert data["format"] == checkpoint.MODEL_FORMAT
+    assert "CC BY 4.0" in data["license"] and "speechocean762" in data["attribution"]
+    cal = data["calibration"]
+    assert cal and cal["scale"] == "cosine" and "held-out" in cal["trials"]
+    assert -1.0 < cal["eer_threshold"] < 1.0
+
+
+def test_fresh_install_verifies_with_the_starter_model(tmp_path):
+    from audiocl.synth import synthesize_corpus
+
+    root = synthesize_corpus(tmp_path / "v", speakers=2, utterances=2, duration=(2.0, 3.0))
+    a, b = sorted(str(p) for p in root.rglob("*.flac"))[:2]
+    env = {k: v for k, v in os.environ.items() if k not in ("AUDIOCL_STARTER", "AUDIOCL_MODEL")}
+    env["AUDIOCL_HOME"] = str(tmp_path / "fresh-home")  # nothing trained there
+    out = subprocess.run(
+        [sys.executable, "-m", "audiocl", "verify", a, b, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode in (0, 1), out.stdout + out.stderr  # a decision, not "unknown" (4)
+    import json
+
+    result = json.loads(out.stdout)
+    assert result["model"]["source"].startswith("starter model")
+    assert result["decision"] in ("same", "different") and np.isfinite(result["score"])
