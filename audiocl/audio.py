@@ -156,12 +156,27 @@ def info(path: str | os.PathLike) -> AudioInfo:
     return AudioInfo(frames=frames, sample_rate=rate, channels=channels, duration=frames / rate)
 
 
+def _require_av(path: Path, sf_error: Exception) -> None:
+    """Without PyAV, the error for a file libsndfile refused: the install hint for the
+    containers only FFmpeg reads, else libsndfile's decode error."""
+    from . import av_decode
+
+    if av_decode.available():
+        return
+    if path.suffix.lower() in AV_EXTENSIONS:
+        raise AudioError(
+            path,
+            f"{path.suffix} needs FFmpeg decoding, which is not installed: "
+            "pip install 'audiocl[formats]'",
+        )
+    raise _decode_error(path, sf_error)
+
+
 def _probe_av(path: Path, sf_error: Exception) -> tuple[int, int, int]:
     """Header of a file libsndfile refused, through PyAV (as ``_read_av``)."""
     from . import av_decode
 
-    if not av_decode.available():
-        _read_av(path, None, None, sf_error)  # raises the right error
+    _require_av(path, sf_error)
     try:
         return av_decode.probe(path)
     except Exception as e:  # PyAV raises FFmpeg's many error types
@@ -183,8 +198,9 @@ def load(
     ``start`` / ``duration`` are seconds of the file: only that span is read from disk (soundfile
     seek), so a 2 s crop of a long file costs 2 s of decoding (mp3 excepted: libsndfile's mp3 seek
     is not sample-accurate, so an mp3 span is decoded from the start). Files libsndfile cannot
-    read (m4a, mp4, webm) are decoded by FFmpeg through PyAV when it is installed. A span running past the end is
-    clipped; a ``start`` at or beyond the end is an error. Multichannel audio is averaged.
+    read (m4a, mp4, webm) are decoded by FFmpeg through PyAV when it is installed. A span
+    running past the end is clipped; a ``start`` at or beyond the end is an error.
+    Multichannel audio is averaged.
     Raises ``AudioError`` for: missing file, directory, empty file, zero samples, garbage or
     truncated header, NaN/Inf samples, audio (the span read) shorter than ``min_duration`` s.
     """
@@ -265,15 +281,7 @@ def _read_av(
     error, with the install hint for the containers only FFmpeg reads."""
     from . import av_decode
 
-    if not av_decode.available():
-        err = _decode_error(path, sf_error)
-        if path.suffix.lower() in AV_EXTENSIONS:
-            err = AudioError(
-                path,
-                f"{path.suffix} needs FFmpeg decoding, which is not installed: "
-                "pip install 'audiocl[formats]'",
-            )
-        raise err from None
+    _require_av(path, sf_error)
     try:
         data, rate = av_decode.decode(path, start, duration)
     except Exception as e:  # PyAV raises FFmpeg's many error types

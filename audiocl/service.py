@@ -34,7 +34,6 @@ from .errors import (
     StoreError,
     UnknownSpeakerError,
 )
-from .store import SpeakerStore
 
 WEB_DIR = Path(__file__).parent / "web"
 # status of each library error (most specific first)
@@ -150,7 +149,7 @@ class Service:
             "sample_rate": self.model.sample_rate,
             "calibrated": bool(cal),
             "threshold": self.model.threshold()[0],
-            "speakers": len(SpeakerStore(self.db, self.model.model_id)),
+            "speakers": len(self.speakers()),
             "auth": self.token is not None,
             "max_upload_mb": self.max_upload / (1024 * 1024),
         }
