@@ -129,6 +129,12 @@ class FeatureConfig:
     kaldi: bool = False
     window: str = "default"  # povey (Kaldi mode's default) or hamming (otherwise; WeSpeaker's)
     mean_norm: bool = True
+    # "fbank" (audiocl's; Kaldi's with kaldi: true) or "speechbrain" (SpeechBrain's Fbank: a
+    # centred STFT, HTK mel filters, 80 dB floor under each utterance's peak)
+    frontend: str = "fbank"
+    n_fft: int = 0  # 0: fbank's smallest power of two >= the window (Kaldi's); speechbrain's window
+    low_freq: float = 20.0  # Hz, lowest mel filter edge
+    high_freq: float = 0.0  # Hz, highest edge; 0: Nyquist
     specaug_p: float = 0.5
     time_masks: int = 1
     time_mask_max: int = 10
@@ -144,6 +150,15 @@ class ModelConfig:
     channels: int = 512
     embed_dim: int = 192
     base_channels: int = 32
+    # "ecapa_speechbrain" only (SpeechBrain's ECAPA_TDNN layout, for imported models): one entry
+    # per layer, the first a conv block, the last the aggregation layer, SE-Res2Net blocks between
+    layer_channels: list[int] = field(default_factory=lambda: [512, 512, 512, 512, 1536])
+    kernel_sizes: list[int] = field(default_factory=lambda: [5, 3, 3, 3, 1])
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 1])
+    attention_channels: int = 128
+    res2net_scale: int = 8
+    se_channels: int = 128
+    global_context: bool = True
 
 
 @dataclass
@@ -404,13 +419,26 @@ RANGES = {
         "hop_ms": "> 0",
         "preemphasis": "[0, 1]",
         "dither": ">= 0",
+        "n_fft": ">= 0",
+        "low_freq": ">= 0",
+        "high_freq": ">= 0",
         "specaug_p": "[0, 1]",
         "time_masks": ">= 0",
         "time_mask_max": ">= 0",
         "freq_masks": ">= 0",
         "freq_mask_max": ">= 0",
     },
-    "model": {"channels": ">= 1", "embed_dim": ">= 1", "base_channels": ">= 1"},
+    "model": {
+        "channels": ">= 1",
+        "embed_dim": ">= 1",
+        "base_channels": ">= 1",
+        "layer_channels": ">= 1",
+        "kernel_sizes": ">= 1",
+        "dilations": ">= 1",
+        "attention_channels": ">= 1",
+        "res2net_scale": ">= 1",
+        "se_channels": ">= 1",
+    },
     "objective": {
         "contrastive_weight": ">= 0",
         "temperature": "> 0",
@@ -500,7 +528,7 @@ def validate(cfg: Config) -> None:
     """Every numeric field against its range, every named choice against its registry, and the
     combinations the types alone cannot express."""
     from .corpus import FORMATS
-    from .features import WINDOWS
+    from .features import FRONTENDS, WINDOWS
     from .models import ENCODERS
     from .objectives import CONTRASTIVE  # the registries own the names
 
@@ -517,6 +545,20 @@ def validate(cfg: Config) -> None:
     _check_choice("optim.schedule", cfg.optim.schedule, ("cosine", "exponential", "constant"))
     _check_choice("augment.files", cfg.augment.files, ("all", "train"))
     _check_choice("features.window", cfg.features.window, ("default", *WINDOWS))
+    _check_choice("features.frontend", cfg.features.frontend, list(FRONTENDS))
+    m = cfg.model
+    if m.encoder == "ecapa_speechbrain":
+        if not len(m.layer_channels) == len(m.kernel_sizes) == len(m.dilations) >= 3:
+            raise ConfigError(
+                "model.layer_channels, kernel_sizes and dilations must have one entry per layer "
+                "(at least 3)"
+            )
+        if any(c % m.res2net_scale for c in m.layer_channels[1:-1]):
+            raise ConfigError(
+                "model.layer_channels: SE-Res2Net widths must divide by res2net_scale"
+            )
+        if any(k % 2 == 0 for k in m.kernel_sizes):
+            raise ConfigError(f"model.kernel_sizes must be odd, got {m.kernel_sizes}")
     _check_choice("train.amp", cfg.train.amp, ("auto", "bf16", "off"))
     _check_choice("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
     a = cfg.augment

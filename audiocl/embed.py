@@ -25,32 +25,17 @@ import torch
 from . import audio, checkpoint
 from .config import Config, from_dict
 from .errors import AudioError, ModelError
-from .features import Fbank
+from .features import build_frontend
 from .models import build_encoder
 from .vad import SpeechGate
 
-GRID_RATIO = 1.02
 BACKENDS = ("auto", "torch", "onnx")
 
 
-def bucket_length(n: int, min_len: int) -> int:
-    """The largest grid length <= ``n`` (grid: ``min_len * 1.02**k``); ``n`` itself if shorter."""
-    if n <= min_len:
-        return n
-    k = math.floor(math.log(n / min_len) / math.log(GRID_RATIO))
-    # the grid values are rounded: step to the exact largest one <= n (so grid lengths map to
-    # themselves)
-    while round(min_len * GRID_RATIO ** (k + 1)) <= n:
-        k += 1
-    while k > 0 and round(min_len * GRID_RATIO**k) > n:
-        k -= 1
-    return int(round(min_len * GRID_RATIO**k))
-
-
-def build_inference_model(data: dict) -> tuple[Config, Fbank, torch.nn.Module]:
+def build_inference_model(data: dict) -> tuple[Config, torch.nn.Module, torch.nn.Module]:
     """``(config, fbank, encoder)`` from a loaded model/checkpoint dict, in eval mode."""
     cfg = from_dict(Config, data["config"])
-    fbank = Fbank.from_config(cfg.features, cfg.data.sample_rate)
+    fbank = build_frontend(cfg.features, cfg.data.sample_rate)
     encoder = build_encoder(cfg.model, cfg.features.n_mels)
     encoder.load_state_dict(data["encoder"])
     return cfg, fbank.eval(), encoder.eval()
@@ -134,23 +119,19 @@ class Embedder:
         return self.encoder(feats).float().cpu()
 
     def _pieces(self, wave: torch.Tensor) -> list[torch.Tensor]:
-        """Chunks of at most ``chunk_seconds``, each centre-trimmed to its bucket length."""
+        """The whole recording in near-equal chunks of at most ``chunk_seconds`` (every sample
+        is used: trimming pieces to shared lengths for batching moved embeddings by up to
+        cosine 0.009, for 9% less time)."""
         n = wave.numel()
         count = max(1, math.ceil(n / self.chunk))
         size = math.ceil(n / count)
-        min_len = max(int(0.5 * self.sample_rate), 400)
-        out = []
-        for i in range(count):
-            piece = wave[i * size : (i + 1) * size]
-            b = bucket_length(piece.numel(), min_len)
-            off = (piece.numel() - b) // 2
-            out.append(piece[off : off + b])
-        return out
+        return [wave[i * size : (i + 1) * size] for i in range(count)]
 
     def embed_waves(
         self, waves: Sequence[torch.Tensor], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        """``N`` mono waveforms ``(S_i,)`` at ``sample_rate`` -> ``(N, D)`` normalised embeddings."""
+        """``N`` mono waveforms ``(S_i,)`` at ``sample_rate`` -> ``(N, D)`` normalised embeddings.
+        Pieces of equal length share a forward pass."""
         pieces: list[tuple[int, torch.Tensor]] = []
         for i, w in enumerate(waves):
             pieces.extend((i, p) for p in self._pieces(w))
@@ -191,9 +172,10 @@ class Embedder:
 
     @property
     def cache_id(self) -> str:
-        """The model id plus what the speech gate changes: the key of an embedding cache."""
+        """The model id plus what the speech gate changes: the key of an embedding cache
+        ("w": whole recordings; caches from before, of trimmed ones, are not reused)."""
         key = self.gate.key()
-        return f"{self.model_id}-{key}" if key else self.model_id
+        return f"{self.model_id}-w-{key}" if key else f"{self.model_id}-w"
 
     def embed_files(
         self,

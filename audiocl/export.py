@@ -80,9 +80,11 @@ class ConvFbank(nn.Module):
 class WaveformEncoder(nn.Module):
     """``waveform (B, S)`` -> ``embedding (B, D)``: the front end and the encoder in one module."""
 
-    def __init__(self, fbank: Fbank, encoder: nn.Module):
+    def __init__(self, fbank: nn.Module, encoder: nn.Module):
         super().__init__()
-        self.fbank, self.encoder = ConvFbank(fbank), encoder
+        # SpeechBrainFbank is export-friendly as it is (its DFT is already a conv)
+        self.fbank = ConvFbank(fbank) if isinstance(fbank, Fbank) else fbank
+        self.encoder = encoder
 
     def forward(self, waveform: Tensor) -> Tensor:
         return self.encoder(self.fbank(waveform))

@@ -1,6 +1,8 @@
 """Log-mel filterbank features and SpecAugment, as ``nn.Module``s that run on the batch's device.
 
-``Fbank``: waveforms ``(B, S)`` -> features ``(B, T, F)``; ``SpecAugment``: ``(B, T, F) -> (B, T, F)``.
+Front ends, waveforms ``(B, S)`` -> features ``(B, T, F)`` (``FRONTENDS``, chosen by
+``features.frontend``): ``Fbank`` (audiocl's, Kaldi's with ``kaldi=True``) and
+``SpeechBrainFbank`` (SpeechBrain's, for imported models). ``SpecAugment``: ``(B, T, F) -> (B, T, F)``.
 
 Waveforms are float in [-1, 1]; they are scaled to the 16-bit integer range (``input_scale``)
 before anything else, as Kaldi and the toolkits built on it expect, so ``dither`` is in
@@ -73,7 +75,18 @@ def hamming_window(length: int) -> Tensor:
 WINDOWS = {"povey": povey_window, "hamming": hamming_window}
 
 
-class Fbank(nn.Module):
+class FrontEnd(nn.Module):
+    """What the front ends share: ``from_config`` passes the ``FeatureConfig`` fields named in
+    ``config_fields`` (the constructor's argument names) and the sample rate."""
+
+    config_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg: FeatureConfig, sample_rate: int) -> FrontEnd:
+        return cls(sample_rate=sample_rate, **{k: getattr(cfg, k) for k in cls.config_fields})
+
+
+class Fbank(FrontEnd):
     """Log-mel filterbank: ``(B, S)`` float waveforms in [-1, 1] -> ``(B, T, n_mels)``.
 
     Two modes share one pipeline (frame -> window -> |rfft|^2 -> mel -> log):
@@ -89,6 +102,11 @@ class Fbank(nn.Module):
     utterance's mean over time from every bin (do not use it when matching Kaldi).
     """
 
+    config_fields = (
+        *("n_mels", "win_ms", "hop_ms", "preemphasis", "dither", "kaldi", "mean_norm"),
+        *("window", "n_fft", "low_freq", "high_freq"),
+    )
+
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -103,6 +121,7 @@ class Fbank(nn.Module):
         high_freq: float = 0.0,
         input_scale: float = 32768.0,
         window: str = "default",
+        n_fft: int = 0,
     ):
         super().__init__()
         self.sample_rate = int(sample_rate)
@@ -113,7 +132,10 @@ class Fbank(nn.Module):
             raise ValueError(
                 f"window {win_ms} ms / hop {hop_ms} ms are too short at {sample_rate} Hz"
             )
-        self.n_fft = 1 << (self.win_length - 1).bit_length()  # Kaldi's round_to_power_of_two
+        # 0: Kaldi's round_to_power_of_two
+        self.n_fft = int(n_fft) or 1 << (self.win_length - 1).bit_length()
+        if self.n_fft < self.win_length:
+            raise ValueError(f"n_fft {self.n_fft} is shorter than the window ({self.win_length})")
         self.preemphasis = float(preemphasis)
         self.dither = float(dither)
         self.kaldi = bool(kaldi)
@@ -127,20 +149,6 @@ class Fbank(nn.Module):
         self.register_buffer("window", WINDOWS[window](self.win_length).float(), persistent=False)
         mel = mel_matrix(self.n_mels, self.n_fft, self.sample_rate, low_freq, high_freq)
         self.register_buffer("mel", mel.float(), persistent=False)
-
-    @classmethod
-    def from_config(cls, cfg: FeatureConfig, sample_rate: int) -> Fbank:
-        return cls(
-            sample_rate=sample_rate,
-            n_mels=cfg.n_mels,
-            win_ms=cfg.win_ms,
-            hop_ms=cfg.hop_ms,
-            preemphasis=cfg.preemphasis,
-            dither=cfg.dither,
-            kaldi=cfg.kaldi,
-            mean_norm=cfg.mean_norm,
-            window=cfg.window,
-        )
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for ``num_samples`` samples (at least 1: short input is zero-padded)."""
@@ -184,6 +192,119 @@ class Fbank(nn.Module):
         if self.mean_norm:
             feats = feats - feats.mean(dim=1, keepdim=True)
         return feats
+
+
+def htk_mel(freq: Tensor) -> Tensor:
+    """HTK mel scale in SpeechBrain's form: ``2595 * log10(1 + f / 700)``."""
+    return 2595.0 * torch.log10(1.0 + freq / 700.0)
+
+
+def speechbrain_mel_matrix(
+    n_mels: int, n_fft: int, sample_rate: int, low_freq: float, high_freq: float
+) -> Tensor:
+    """SpeechBrain's triangular filters as a ``(n_fft // 2 + 1, n_mels)`` float64 matrix.
+
+    Centres equally spaced in HTK mel; each triangle is symmetric in Hz with its left width
+    on both sides (SpeechBrain's ``Filterbank``), over bins at ``linspace(0, sr // 2)``.
+    """
+    edges = torch.linspace(
+        float(htk_mel(torch.tensor(float(low_freq)))),
+        float(htk_mel(torch.tensor(float(high_freq)))),
+        n_mels + 2,
+        dtype=torch.float64,
+    )
+    hz = 700.0 * (10.0 ** (edges / 2595.0) - 1.0)
+    centre, width = hz[1:-1], hz[1:-1] - hz[:-2]
+    freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=torch.float64)
+    return (1.0 - ((freqs[:, None] - centre) / width).abs()).clamp_min(0.0)
+
+
+class SpeechBrainFbank(FrontEnd):
+    """SpeechBrain's ``Fbank`` as its speaker models use it: ``(B, S)`` float waveforms in
+    [-1, 1] -> ``(B, T, n_mels)`` with ``T = 1 + S // hop``.
+
+    Centred STFT (``n_fft // 2`` zeros each side; periodic Hamming window centred in ``n_fft``),
+    power spectrum, ``speechbrain_mel_matrix``, ``10 log10(max(x, 1e-10))`` floored 80 dB under
+    each utterance's peak, then (``mean_norm``) SpeechBrain's sentence mean normalisation. No
+    dither, no pre-emphasis. The DFT is one strided conv over the windowed basis, so the same
+    module runs under PyTorch and in an exported ONNX graph.
+    """
+
+    config_fields = ("n_mels", "win_ms", "hop_ms", "n_fft", "low_freq", "high_freq", "mean_norm")
+    top_db = 80.0
+    amin = 1e-10
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_mels: int = 80,
+        win_ms: float = 25.0,
+        hop_ms: float = 10.0,
+        n_fft: int = 0,
+        low_freq: float = 0.0,
+        high_freq: float = 0.0,
+        mean_norm: bool = True,
+    ):
+        super().__init__()
+        self.sample_rate, self.n_mels, self.mean_norm = int(sample_rate), int(n_mels), mean_norm
+        self.win_length = int(round(sample_rate * win_ms / 1000.0))
+        self.hop_length = int(round(sample_rate * hop_ms / 1000.0))
+        self.n_fft = int(n_fft) or self.win_length  # SpeechBrain: n_fft 400 = 25 ms at 16 kHz
+        if self.hop_length < 1 or not 2 <= self.win_length <= self.n_fft:
+            raise ValueError(
+                f"window {self.win_length} / hop {self.hop_length} / n_fft {self.n_fft} samples "
+                "do not make an STFT"
+            )
+        nyquist = 0.5 * sample_rate
+        high = high_freq if high_freq > 0 else nyquist + high_freq
+        if not 0.0 <= low_freq < high <= nyquist:
+            raise ValueError(f"mel range [{low_freq}, {high}] Hz does not fit in [0, {nyquist}]")
+        n = torch.arange(self.win_length, dtype=torch.float64)
+        window = torch.zeros(self.n_fft, dtype=torch.float64)
+        left = (self.n_fft - self.win_length) // 2
+        window[left : left + self.win_length] = 0.54 - 0.46 * torch.cos(
+            2 * math.pi * n / self.win_length
+        )
+        k = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        angle = 2 * math.pi * k * torch.arange(self.n_fft, dtype=torch.float64) / self.n_fft
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2F, n_fft)
+        self.register_buffer("kernel", basis.float().unsqueeze(1), persistent=False)
+        mel = speechbrain_mel_matrix(n_mels, self.n_fft, sample_rate, low_freq, high)
+        self.register_buffer("mel", mel.float(), persistent=False)
+
+    def num_frames(self, num_samples: int) -> int:
+        return 1 + num_samples // self.hop_length
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate}, n_mels={self.n_mels}, win={self.win_length}, "
+            f"hop={self.hop_length}, n_fft={self.n_fft}, mean_norm={self.mean_norm}"
+        )
+
+    def forward(self, wave: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``(B, S)`` -> ``(B, T, n_mels)`` float32 (``generator``: unused, no dither)."""
+        if wave.dim() != 2:
+            raise ValueError(f"Fbank expects waveforms (B, S), got shape {tuple(wave.shape)}")
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            half = self.n_fft // 2
+            x = nn.functional.pad(wave.float(), (half, half))
+            spec = nn.functional.conv1d(x.unsqueeze(1), self.kernel, stride=self.hop_length)
+            re, im = spec.chunk(2, dim=1)  # (B, F, T) each
+            power = (re.square() + im.square()).transpose(1, 2)
+            db = 10.0 * torch.log10(torch.matmul(power, self.mel).clamp_min(self.amin))
+            db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
+            if self.mean_norm:
+                db = db - db.mean(dim=1, keepdim=True)
+            return db
+
+
+# features.frontend -> class (plain registry)
+FRONTENDS: dict[str, type[FrontEnd]] = {"fbank": Fbank, "speechbrain": SpeechBrainFbank}
+
+
+def build_frontend(cfg: FeatureConfig, sample_rate: int) -> FrontEnd:
+    """The front end ``cfg.frontend`` names, ``(B, S) -> (B, T, n_mels)``."""
+    return FRONTENDS[cfg.frontend].from_config(cfg, sample_rate)
 
 
 class SpecAugment(nn.Module):

@@ -34,7 +34,7 @@ from .allocator import keep_freed_memory
 from .config import Config, save_config, to_dict
 from .data import ViewBatches, make_loader, num_classes, open_training_data, resolve
 from .errors import ConfigError, DataError
-from .features import Fbank, SpecAugment
+from .features import SpecAugment, build_frontend
 from .models import build_encoder
 from .objectives import build_objective
 from .objectives.collapse import collapse_reason
@@ -71,7 +71,7 @@ class TrainModule(torch.nn.Module):
 
     def __init__(self, cfg: Config, n_classes: int, init_encoder: dict | None = None):
         super().__init__()
-        self.fbank = Fbank.from_config(cfg.features, cfg.data.sample_rate)
+        self.fbank = build_frontend(cfg.features, cfg.data.sample_rate)
         self.specaug = SpecAugment.from_config(cfg.features)
         self.encoder = build_encoder(cfg.model, cfg.features.n_mels)
         if init_encoder is not None:
@@ -179,8 +179,8 @@ def load_init(cfg: Config) -> dict:
     data = checkpoint.load(path)
     src = data.get("config", {})
     for section, keys in (
-        ("model", ("encoder", "channels", "embed_dim", "base_channels")),
-        ("features", ("n_mels",)),
+        ("model", tuple(f.name for f in dataclasses.fields(cfg.model))),
+        ("features", ("n_mels", "frontend")),
     ):
         mine = getattr(cfg, section)
         for key in keys:

@@ -6,7 +6,10 @@ Measures, with the same audio and ``torch.set_num_threads(--threads)`` on both s
   (Fbank + ECAPA, length-bucketed batches, chunking of long audio) for a batch of 3 s
   utterances and a batch of 60 s utterances, with three backends: PyTorch fp32, the exported
   ONNX graph under onnxruntime (``--backend onnx``; needs the onnx extra), and PyTorch with
-  bfloat16 autocast on the CPU (the encoder in bf16, the filterbank in fp32);
+  bfloat16 autocast on the CPU (the encoder in bf16, the filterbank in fp32); and, in PyTorch
+  fp32, SpeechBrain's own layout as ``audiocl import speechbrain`` builds it ("SB layout":
+  ``SpeechBrainFbank`` + ``ecapa_speechbrain``, the network SpeechBrain runs, so that column
+  against SpeechBrain's is the same model in the two toolkits);
 * peak resident memory (``ru_maxrss`` of a fresh process: imports, model and all) of embedding
   one 10-minute file from disk (decode + embed);
 * the same with SpeechBrain 1.1.2's ``EncoderClassifier.encode_batch`` path (``Fbank`` ->
@@ -58,37 +61,48 @@ def make_audio(seconds: float, count: int, seed: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------- ours
 
 
-def build_ours():
-    import torch
-
+def bench_config(layout: str = "audiocl"):
+    """ECAPA C=512, 192-dim; ``layout="speechbrain"``: SpeechBrain's front end and network as
+    ``audiocl import speechbrain`` builds them (channels [512] * 4 + [1536], 0-8000 Hz mels)."""
     from audiocl.config import Config
-    from audiocl.embed import Embedder
-    from audiocl.features import Fbank
-    from audiocl.models import build_encoder
 
     cfg = Config()
     cfg.model.channels, cfg.model.embed_dim = 512, 192
+    if layout == "speechbrain":
+        cfg.model.encoder = "ecapa_speechbrain"
+        cfg.features.frontend, cfg.features.low_freq = "speechbrain", 0.0
+    return cfg
+
+
+def build_ours(layout: str = "audiocl"):
+    import torch
+
+    from audiocl.embed import Embedder
+    from audiocl.features import build_frontend
+    from audiocl.models import build_encoder
+
+    cfg = bench_config(layout)
     torch.manual_seed(0)
-    fbank = Fbank.from_config(cfg.features, SR)
+    fbank = build_frontend(cfg.features, SR)
     encoder = build_encoder(cfg.model, cfg.features.n_mels)
     return Embedder(fbank, encoder, SR)
 
 
-VARIANTS = ("torch", "onnx", "bf16")  # timed in this order in every round
+VARIANTS = ("torch", "onnx", "bf16", "sb_layout")  # timed in this order in every round
 
 
 def build_variant(variant: str, threads: int):
-    """The Embedder of ``build_ours`` run by ``variant``: PyTorch, onnxruntime or bf16."""
-    emb = build_ours()
+    """The Embedder of ``build_ours`` run by ``variant``: PyTorch, onnxruntime, bf16, or
+    PyTorch with SpeechBrain's layout."""
+    emb = build_ours("speechbrain" if variant == "sb_layout" else "audiocl")
     if variant == "onnx":
         from audiocl import checkpoint
-        from audiocl.config import Config, to_dict
+        from audiocl.config import to_dict
         from audiocl.embed import Embedder
         from audiocl.export import to_onnx_bytes
         from audiocl.onnx_backend import OnnxNet
 
-        cfg = Config()
-        cfg.model.channels, cfg.model.embed_dim = 512, 192
+        cfg = bench_config()
         data = checkpoint.make_model_file(emb.encoder.state_dict(), to_dict(cfg), step=0)
         emb = Embedder(None, None, SR, net=OnnxNet(to_onnx_bytes(data), threads=threads))
     return emb
@@ -324,8 +338,8 @@ def main(argv=None) -> int:
         f"OMP_WAIT_POLICY={args.omp_wait_policy or '(inherited)'}"
     )
     print(
-        f"{'case':<34}{'torch fp32':>12}{'onnxruntime':>13}{'torch bf16':>12}"
-        f"{'SpeechBrain':>13}{'fp32/SB':>9}"
+        f"{'case':<34}{'torch fp32':>12}{'onnxruntime':>13}{'torch bf16':>12}{'SB layout':>11}"
+        f"{'SpeechBrain':>13}{'fp32/SB':>9}{'SB layout/SB':>14}"
     )
     result = {"threads": args.threads, "ours_rtf": ours, "sb_rtf": None, "speedup": None}
 
@@ -335,13 +349,20 @@ def main(argv=None) -> int:
     for name, (seconds, count) in CASES.items():
         label = f"RTF, {count} x {seconds:g} s utterances"
         row = f"{label:<34}{cell(ours, name, 12)}{cell(rtf['onnx'], name, 13)}"
-        row += cell(rtf["bf16"], name, 12)
+        row += cell(rtf["bf16"], name, 12) + cell(rtf["sb_layout"], name, 11)
         if sb:
             r = ours[name] / sb["rtf"][name]
             result["speedup"] = {**(result["speedup"] or {}), name: round(r, 3)}
             row += f"{cell(sb['rtf'], name, 13)}{r:>8.2f}x"
+            if name in rtf["sb_layout"]:
+                r2 = rtf["sb_layout"][name] / sb["rtf"][name]
+                result["sb_layout_speedup"] = {
+                    **result.get("sb_layout_speedup", {}),
+                    name: round(r2, 3),
+                }
+                row += f"{r2:>13.2f}x"
         else:
-            row += f"{'-':>13}{'-':>9}"
+            row += f"{'-':>13}{'-':>9}{'-':>14}"
         print(row)
     sb_peak = f"{sb_mem['peak_mb']:.0f} MB" if sb_mem else "-"
     sb_before = f"{sb_mem['before_mb']:.0f} MB" if sb_mem else "-"
@@ -361,6 +382,7 @@ def main(argv=None) -> int:
         ours_rtf={k: round(v, 1) for k, v in ours.items()},
         onnx_rtf={k: round(v, 1) for k, v in rtf["onnx"].items()} or None,
         bf16_rtf={k: round(v, 1) for k, v in rtf["bf16"].items()} or None,
+        sb_layout_rtf={k: round(v, 1) for k, v in rtf["sb_layout"].items()} or None,
         sb_rtf={k: round(v, 1) for k, v in sb["rtf"].items()} if sb else None,
         ours_long_peak_mb=round(ours_mem["peak_mb"]),
         ours_long_seconds=round(ours_mem["seconds"], 2),

@@ -1,19 +1,32 @@
-"""Regenerate the import parity fixtures (``tests/fixtures/import_wespeaker.json``) with
-WeSpeaker's own model code.
+"""Regenerate the import parity fixtures (``tests/fixtures/import_{wespeaker,speechbrain}.json``)
+with each toolkit's own code.
 
-For each architecture the script builds WeSpeaker's module from its source (``--wespeaker``, a
-checkout of github.com/wenet-e2e/wespeaker; only ``wespeaker/models/{ecapa_tdnn,resnet,
-pooling_layers}.py`` are loaded, so neither torchaudio nor WeSpeaker's other dependencies are
-needed), fills every tensor with seeded random values (``seeded_state``: no weights are stored,
-the test rebuilds them from the seed), and computes WeSpeaker's embedding of a seeded test
-signal the way its inference does: Kaldi fbank (kaldi-native-fbank, hamming window, dither 0)
-on 16-bit-scale samples, per-utterance mean subtraction, then the model. The fixture keeps
-each model's config, tensor names and shapes, the seeds and that reference embedding; the
-tests (which need no WeSpeaker) rebuild the same weights, import them with
-``audiocl import wespeaker`` and compare embeddings (cosine >= 0.999).
+For each architecture the script builds the toolkit's module, fills every tensor with seeded
+random values (``seeded_state``: no weights are stored, the tests rebuild them from the seed),
+and computes the toolkit's own embedding of a seeded test signal. The fixtures also keep batch-norm
+statistics calibrated on the network's own activations (``calibrate_batch_norm``): with random
+statistics the embedding hardly depends on the input. ``--check FILE...`` also imports each
+model into audiocl and prints the cosine with the toolkit on real recordings. The fixture keeps each
+model's config, tensor names and shapes, the seeds and that reference embedding; the tests
+(which need neither toolkit) rebuild the same weights, import them with ``audiocl import`` and
+compare embeddings (cosine >= 0.999).
+
+- ``--wespeaker SRC``: WeSpeaker's module from its source (a checkout of
+  github.com/wenet-e2e/wespeaker; only ``wespeaker/models/{ecapa_tdnn,resnet,
+  pooling_layers}.py`` are loaded, so neither torchaudio nor WeSpeaker's other dependencies are
+  needed); its inference: Kaldi fbank (kaldi-native-fbank, hamming window, dither 0) on
+  16-bit-scale samples, per-utterance mean subtraction, then the model.
+- ``--speechbrain``: SpeechBrain 1.1.2 from the package registry, in a separate venv (it needs
+  torchaudio). Each model is written as a published model folder (``hyperparams.yaml`` with
+  HyperPyYAML tags + ``embedding_model.ckpt``), loaded with ``EncoderClassifier.from_hparams``
+  and run through ``encode_batch``: SpeechBrain's whole inference path.
 
     git clone https://github.com/wenet-e2e/wespeaker /tmp/wespeaker
-    python scripts/make_import_fixtures.py --wespeaker /tmp/wespeaker
+    python scripts/make_import_fixtures.py --wespeaker /tmp/wespeaker [--check FILE...]
+    python -m venv /tmp/sb && /tmp/sb/bin/pip install torch==2.9.1 'torchaudio==2.9.*' \
+        speechbrain==1.1.2 kaldi-native-fbank soxr matplotlib
+    PYTHONPATH=. /tmp/sb/bin/python scripts/make_import_fixtures.py --speechbrain \
+        [--check ../shared/data/dev/hsb-commonvoice/*/*.flac]
 """
 
 from __future__ import annotations
@@ -29,13 +42,44 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "import_wespeaker.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 SR = 16000
 MODELS = [  # (WeSpeaker model name, model_args)
     ("ECAPA_TDNN_GLOB_c512", {"feat_dim": 80, "embed_dim": 192, "pooling_func": "ASTP"}),
     ("ECAPA_TDNN_GLOB_c1024", {"feat_dim": 80, "embed_dim": 192, "pooling_func": "ASTP"}),
     ("ResNet34", {"feat_dim": 80, "embed_dim": 256, "pooling_func": "TSTP"}),
 ]
+# SpeechBrain: (fixture name, Fbank args, ECAPA_TDNN args); small widths keep the fixture small.
+# The first is spkrec-ecapa-voxceleb's layout, narrower; the second moves every other knob.
+SB_MODELS = [
+    (
+        "ecapa_voxceleb_layout",
+        {},
+        {
+            "channels": [64, 64, 64, 64, 192],
+            "kernel_sizes": [5, 3, 3, 3, 1],
+            "dilations": [1, 2, 3, 4, 1],
+            "attention_channels": 16,
+            "se_channels": 16,
+            "lin_neurons": 32,
+        },
+    ),
+    (
+        "ecapa_two_blocks_no_context",
+        {"n_fft": 512, "f_min": 20, "f_max": 7600},
+        {
+            "channels": [32, 48, 48, 96],
+            "kernel_sizes": [3, 3, 5, 1],
+            "dilations": [1, 2, 3, 1],
+            "attention_channels": 8,
+            "res2net_scale": 4,
+            "se_channels": 8,
+            "global_context": False,
+            "lin_neurons": 24,
+        },
+    ),
+]
+SB_MELS = {"ecapa_voxceleb_layout": 80, "ecapa_two_blocks_no_context": 64}
 
 
 def seeded_state(shapes: list[tuple[str, list[int], str]], seed: int) -> dict[str, torch.Tensor]:
@@ -60,11 +104,12 @@ def seeded_state(shapes: list[tuple[str, list[int], str]], seed: int) -> dict[st
     return out
 
 
-def test_signal(seconds: float, seed: int) -> np.ndarray:
-    """A seeded voiced, syllable-modulated signal with a little noise, float32 in [-1, 1]."""
+def test_signal(seconds: float, seed: int, f0: float = 120.0) -> np.ndarray:
+    """A seeded voiced, syllable-modulated signal (pitch around ``f0`` Hz) with a little noise,
+    float32 in [-1, 1]."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(round(seconds * SR))) / SR
-    f0 = 120 * (1 + 0.1 * np.sin(2 * math.pi * 0.7 * t))
+    f0 = f0 * (1 + 0.1 * np.sin(2 * math.pi * 0.7 * t))
     phase = 2 * math.pi * np.cumsum(f0) / SR
     voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
     env = 0.5 - 0.5 * np.cos(2 * math.pi * 3.3 * t)
@@ -105,16 +150,185 @@ def load_wespeaker_models(src: Path):
     return mods
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--wespeaker", type=Path, required=True, help="WeSpeaker source checkout")
-    p.add_argument("--out", type=Path, default=FIXTURE)
-    args = p.parse_args(argv)
-    from audiocl.embed import bucket_length
+def test_length() -> int:
+    """Samples of the test signal (the WeSpeaker fixtures, older, keep their own count)."""
+    return 3 * SR
 
-    mods = load_wespeaker_models(args.wespeaker)
-    # a length the embedder keeps whole (its batching trims to a grid of lengths)
-    samples = bucket_length(3 * SR, SR // 2)
+
+def hyperparams(n_mels: int, fbank: dict, ecapa: dict) -> str:
+    """A ``hyperparams.yaml`` in the layout of SpeechBrain's published speaker models."""
+
+    def block(args: dict) -> str:
+        return "".join(f"    {k}: {json.dumps(v)}\n" for k, v in args.items())
+
+    return f"""# ############################################################################
+# Model: ECAPA for speaker verification (audiocl import fixture: seeded random weights)
+# ############################################################################
+
+n_mels: {n_mels}
+pretrained_path: audiocl/fixture
+out_n_neurons: 10
+
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+{block(fbank)}
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+{block(ecapa)}
+classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
+    input_size: {ecapa["lin_neurons"]}
+    out_neurons: !ref <out_n_neurons>
+
+mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization
+    norm_type: global
+    std_norm: False
+
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    mean_var_norm_emb: !ref <mean_var_norm_emb>
+    classifier: !ref <classifier>
+
+label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+    paths:
+        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
+"""
+
+
+def entry(name: str, shapes, seed: int, batch_norm: dict, emb: torch.Tensor, **extra) -> dict:
+    """One model's fixture: how to rebuild its weights, the test signal, the reference."""
+    print(f"{name}: {len(shapes)} tensors, embedding norm {float(emb.norm()):.3f}")
+    return {
+        "model": name,
+        **extra,
+        "shapes": shapes,
+        "seed": seed,
+        "batch_norm": batch_norm,
+        "signal": {"samples": test_length(), "seed": 7},
+        "embedding": [round(float(x), 7) for x in emb],
+    }
+
+
+def speechbrain_fixtures(check: list[Path]) -> dict:
+    """SpeechBrain's own ``encode_batch`` embeddings of the seeded models (and, with ``check``,
+    audiocl's import against it on those recordings)."""
+    import tempfile
+
+    from speechbrain.inference.classifiers import EncoderClassifier
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    samples = test_length()
+    wave = torch.from_numpy(test_signal(samples / SR, seed=7))[None]
+    fixtures = []
+    for k, (name, fbank, ecapa) in enumerate(SB_MODELS):
+        n_mels, seed = SB_MELS[name], 2000 + k
+        net = ECAPA_TDNN(n_mels, **ecapa).eval()
+        shapes = [(n, list(t.shape), str(t.dtype)) for n, t in net.state_dict().items()]
+        text = hyperparams(n_mels, fbank, ecapa)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / name
+            folder.mkdir()
+            (folder / "hyperparams.yaml").write_text(text)
+            torch.save(seeded_state(shapes, seed), folder / "embedding_model.ckpt")
+            clf = EncoderClassifier.from_hparams(
+                source=str(folder),
+                savedir=f"{tmp}/save",
+                overrides={"pretrained_path": str(folder)},  # the folder, not the hub
+            )
+            waves = calibration_waves()
+            lens = torch.ones(len(waves))
+            with torch.no_grad():
+                feats = clf.mods.mean_var_norm(clf.mods.compute_features(waves), lens)
+            batch_norm = calibrate_batch_norm(
+                clf.mods.embedding_model, lambda net, x=feats, n=lens: net(x, n)
+            )
+            torch.save(clf.mods.embedding_model.state_dict(), folder / "embedding_model.ckpt")
+            with torch.no_grad():
+                emb = clf.encode_batch(wave)[0, 0]
+            if check:
+                check_import(
+                    "speechbrain", folder, check, lambda w, c=clf: c.encode_batch(w[None])[0, 0]
+                )
+        fixtures.append(entry(name, shapes, seed, batch_norm, emb, n_mels=n_mels, hyperparams=text))
+    return {"source": "speechbrain", "version": "1.1.2", "models": fixtures}
+
+
+def calibration_waves(seeds: range = range(100, 106)) -> torch.Tensor:
+    """``(N, S)`` seeded signals of several pitches for ``calibrate_batch_norm``."""
+    samples = test_length()
+    return torch.stack(
+        [torch.from_numpy(test_signal(samples / SR, s, f0=90 + 7 * (s % 9))) for s in seeds]
+    )
+
+
+def calibrate_batch_norm(net: torch.nn.Module, forward) -> dict[str, list[float]]:
+    """Set the batch-norm statistics of ``net`` to those of its own activations in one
+    training-mode pass, ``forward(net)``, over ``calibration_waves`` (with random statistics
+    the embedding hardly depends on the input, and a parity test could not fail); returns
+    them rounded to 5 significant digits for the fixture, and loads the rounded values so that
+    the reference embedding uses exactly those."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # the batch's own statistics
+    net.train()
+    with torch.no_grad():  # one batch: the pooled layers need more than one value per channel
+        forward(net)
+    net.eval()
+    stats = {
+        k: [float(f"{x:.5g}") for x in v.tolist()]
+        for k, v in net.state_dict().items()
+        if k.endswith(("running_mean", "running_var"))
+    }
+    net.load_state_dict({k: torch.tensor(v) for k, v in stats.items()}, strict=False)
+    return stats
+
+
+def check_import(toolkit: str, folder: Path, files: list[Path], reference) -> None:
+    """Print the cosines between the toolkit's embeddings (``reference(wave) -> (D,)``) and
+    those of the model imported from ``folder`` into audiocl, on whole recordings."""
+    import soundfile as sf
+
+    import audiocl
+    from audiocl import checkpoint
+    from audiocl.importers import IMPORTERS
+
+    out = folder / "audiocl.pt"
+    checkpoint.save(out, IMPORTERS[toolkit](folder))
+    model = audiocl.load_model(out)
+    cosines = []
+    for f in files:
+        audio, sr = sf.read(f, dtype="float32")
+        if sr != SR:
+            raise SystemExit(f"{f}: {sr} Hz, the fixtures' models take {SR} Hz")
+        with torch.no_grad():
+            ref = reference(torch.from_numpy(audio)).double()
+        got = torch.from_numpy(model.embed(audio)).double()
+        cosines.append(float(got @ ref / ref.norm() / got.norm()))
+    print(
+        f"{folder.name}: cosine of audiocl's import with {toolkit} on {len(files)} recordings: "
+        f"min {min(cosines):.7f}, mean {sum(cosines) / len(cosines):.7f}"
+    )
+
+
+def wespeaker_fixtures(src: Path, check: list[Path]) -> dict:
+    """WeSpeaker's own embeddings of the seeded models: Kaldi fbank + mean subtraction, then
+    the model (and, with ``check``, audiocl's import against it on those recordings)."""
+    import tempfile
+
+    import yaml
+
+    mods = load_wespeaker_models(src)
+    samples = test_length()
     wave = test_signal(samples / SR, seed=7)
     fixtures = []
     for k, (name, model_args) in enumerate(MODELS):
@@ -123,22 +337,46 @@ def main(argv=None) -> int:
         shapes = [(n, list(t.shape), str(t.dtype)) for n, t in net.state_dict().items()]
         seed = 1000 + k
         net.load_state_dict(seeded_state(shapes, seed))
-        with torch.no_grad():
-            _, emb = net(kaldi_fbank(wave, model_args["feat_dim"])[None])
-        fixtures.append(
-            {
-                "model": name,
-                "model_args": model_args,
-                "shapes": shapes,
-                "seed": seed,
-                "signal": {"samples": samples, "seed": 7},
-                "embedding": [round(float(x), 7) for x in emb[0]],
-            }
-        )
-        print(f"{name}: {len(shapes)} tensors, embedding norm {float(emb.norm()):.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"source": "wespeaker", "models": fixtures}, indent=1) + "\n")
-    print(f"wrote {args.out}")
+        mels = model_args["feat_dim"]
+
+        def embed(w, net=net, mels=mels) -> torch.Tensor:
+            with torch.no_grad():
+                return net(kaldi_fbank(w.numpy(), mels)[None])[1][0]
+
+        feats = torch.stack([kaldi_fbank(w.numpy(), mels) for w in calibration_waves()])
+        batch_norm = calibrate_batch_norm(net, lambda net, feats=feats: net(feats))
+        emb = embed(torch.from_numpy(wave))
+        if check:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp) / name
+                folder.mkdir()
+                config = {"model": name, "model_args": model_args}
+                (folder / "config.yaml").write_text(yaml.safe_dump(config))
+                torch.save(net.state_dict(), folder / "avg_model.pt")
+                check_import("wespeaker", folder, check, embed)
+        fixtures.append(entry(name, shapes, seed, batch_norm, emb, model_args=model_args))
+    return {"source": "wespeaker", "models": fixtures}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--wespeaker", type=Path, help="WeSpeaker source checkout")
+    p.add_argument("--speechbrain", action="store_true", help="use the installed SpeechBrain")
+    p.add_argument("--check", type=Path, nargs="*", default=[], help="real recordings (16 kHz)")
+    p.add_argument("--out", type=Path, default=FIXTURES, help="fixtures folder")
+    args = p.parse_args(argv)
+    if not args.wespeaker and not args.speechbrain:
+        p.error("give --wespeaker SRC and/or --speechbrain")
+    made = []
+    if args.wespeaker:
+        made.append(wespeaker_fixtures(args.wespeaker, args.check))
+    if args.speechbrain:
+        made.append(speechbrain_fixtures(args.check))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for fixture in made:
+        path = args.out / f"import_{fixture['source']}.json"
+        path.write_text(json.dumps(fixture, separators=(",", ":")) + "\n")  # compact
+        print(f"wrote {path}")
     return 0
 
 

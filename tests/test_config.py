@@ -61,7 +61,12 @@ def test_range_checks():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.encoder=foo", "model.encoder: 'foo' is not one of ecapa_tdnn, resnet34"),
+        (
+            "model.encoder=foo",
+            "model.encoder: 'foo' is not one of ecapa_tdnn, ecapa_speechbrain, resnet34",
+        ),
+        ("features.frontend=kaldi", "features.frontend: 'kaldi' is not one of fbank, speechbrain"),
+        ("features.n_fft=-1", "features.n_fft must be >= 0"),
         ("data.sources=[{path: a, format: wav}]", r"data.sources\[0\].format: 'wav'"),
         ("data.sources=[{format: csv}]", r"data.sources\[0\].path is empty"),
         ("optim.lr=-1", "optim.lr must be > 0"),
@@ -79,6 +84,17 @@ def test_range_checks():
 def test_every_value_is_checked_and_named(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_speechbrain_layer_lists_are_checked():
+    sb = ["model.encoder=ecapa_speechbrain"]
+    with pytest.raises(ConfigError, match="one entry per layer"):
+        load_config(None, [*sb, "model.kernel_sizes=[5, 3, 1]"])
+    with pytest.raises(ConfigError, match="kernel_sizes must be odd"):
+        load_config(None, [*sb, "model.kernel_sizes=[5, 3, 4, 3, 1]"])
+    with pytest.raises(ConfigError, match="divide by res2net_scale"):
+        load_config(None, [*sb, "model.layer_channels=[64, 60, 64, 64, 192]"])
+    assert load_config(None, sb).model.layer_channels == [512, 512, 512, 512, 1536]
 
 
 def test_every_numeric_field_has_a_range():

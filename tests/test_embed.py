@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audiocl.config import Config
-from audiocl.embed import Embedder, bucket_length
+from audiocl.embed import Embedder
 from audiocl.errors import AudioError
 from audiocl.features import Fbank
 from audiocl.models import build_encoder
@@ -60,7 +60,7 @@ def test_short_file_is_not_chunked(modules):
 
 def test_long_file_is_length_weighted_mean_of_chunks(modules):
     """A file longer than the chunk size is cut into equal pieces whose embeddings are averaged
-    (weighted by their bucket length): memory stays bounded, the result stays close to the
+    (weighted by their length): memory stays bounded, the result stays close to the
     whole-file embedding."""
     fbank, encoder = modules
     w = _wave(5.0, 2)
@@ -76,12 +76,18 @@ def test_long_file_is_length_weighted_mean_of_chunks(modules):
     assert float(got @ whole) > 0.95
 
 
-def test_bucket_length_grid():
-    assert bucket_length(100, 8000) == 100
-    for n in (8001, 16000, 48000, 160000):
-        b = bucket_length(n, 8000)
-        assert 0.98 * n <= b <= n
-        assert bucket_length(b, 8000) == b
+def test_whole_recording_is_embedded(modules):
+    """Every sample counts: recordings of different lengths in one call give what each gives
+    alone, which is the encoder's output on the whole waveform."""
+    fbank, encoder = modules
+    emb = Embedder(fbank, encoder, sample_rate=SR)
+    waves = [_wave(1.37, 3), _wave(2.11, 4), _wave(1.37, 5)]
+    together = emb.embed_waves(waves)
+    for w, got in zip(waves, together, strict=True):
+        with torch.inference_mode():
+            expect = torch.nn.functional.normalize(encoder(fbank(w[None]))[0], dim=0).numpy()
+        np.testing.assert_allclose(got, expect, atol=1e-5)
+        np.testing.assert_allclose(got, emb.embed_waveform(w), atol=1e-5)
 
 
 def test_embed_files_errors_and_progress(modules, tmp_path):

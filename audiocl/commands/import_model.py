@@ -2,14 +2,17 @@
 
 from . import _common
 
-HELP = "import a WeSpeaker model folder as an audiocl model file"
+HELP = "import a SpeechBrain or WeSpeaker model folder as an audiocl model file"
 DESCRIPTION = """Convert a speaker model published by another toolkit into an audiocl model file,
 which then works everywhere a trained one does (embed, enroll, verify, identify, eval
 --calibrate, export, the Python API):
 
+  audiocl import speechbrain DIR --out model.pt  # DIR: hyperparams.yaml + embedding_model.ckpt
   audiocl import wespeaker DIR --out model.pt    # DIR: config.yaml + avg_model.pt
 
-Supported: WeSpeaker ECAPA_TDNN_GLOB_c512, ECAPA_TDNN_GLOB_c1024 and ResNet34. The model file
+Supported: SpeechBrain's ECAPA_TDNN with its Fbank front end (spkrec-ecapa-voxceleb and any
+layer list its hyperparams.yaml gives); WeSpeaker ECAPA_TDNN_GLOB_c512, ECAPA_TDNN_GLOB_c1024
+and ResNet34. The model file
 keeps the source's name, its licence note and its original config. Nothing is downloaded:
 fetch the model folder yourself. A missing file, an unknown architecture or weights that do not
 fit the config is an error (exit 4) that names what is wrong.
@@ -17,7 +20,9 @@ fit the config is an error (exit 4) that names what is wrong.
 
 
 def add_arguments(p):
-    p.add_argument("toolkit", choices=("wespeaker",), help="the toolkit that published DIR")
+    p.add_argument(
+        "toolkit", choices=("speechbrain", "wespeaker"), help="the toolkit that published DIR"
+    )
     p.add_argument("dir", metavar="DIR", help="the published model folder")
     p.add_argument("--out", required=True, metavar="MODEL.pt", help="audiocl model file to write")
     p.add_argument(

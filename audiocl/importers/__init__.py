@@ -9,7 +9,8 @@ not fit (``ModelError``, exit 4).
 
 from __future__ import annotations
 
+from .speechbrain import import_speechbrain
 from .wespeaker import import_wespeaker
 
 # toolkit -> importer (plain registry; the module of each toolkit owns its mapping)
-IMPORTERS = {"wespeaker": import_wespeaker}
+IMPORTERS = {"speechbrain": import_speechbrain, "wespeaker": import_wespeaker}

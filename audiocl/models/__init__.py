@@ -6,12 +6,24 @@ from torch import nn
 
 from ..config import ModelConfig
 from .ecapa import EcapaTdnn
+from .ecapa_speechbrain import SpeechBrainEcapa
 from .heads import ProjectionHead
 from .resnet import ResNet34
 
-ENCODERS: dict[str, type[nn.Module]] = {"ecapa_tdnn": EcapaTdnn, "resnet34": ResNet34}
+ENCODERS: dict[str, type[nn.Module]] = {
+    "ecapa_tdnn": EcapaTdnn,
+    "ecapa_speechbrain": SpeechBrainEcapa,
+    "resnet34": ResNet34,
+}
 
-__all__ = ["ENCODERS", "EcapaTdnn", "ProjectionHead", "ResNet34", "build_encoder"]
+__all__ = [
+    "ENCODERS",
+    "EcapaTdnn",
+    "ProjectionHead",
+    "ResNet34",
+    "SpeechBrainEcapa",
+    "build_encoder",
+]
 
 
 def build_encoder(cfg: ModelConfig, n_mels: int) -> nn.Module:

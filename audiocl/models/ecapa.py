@@ -92,12 +92,22 @@ class _ScaleAdd(torch.autograd.Function):
 
 
 class ConvBlock(nn.Module):
-    """Conv1d (with bias) -> ReLU -> BatchNorm1d, ``(B, Cin, T) -> (B, Cout, T)``."""
+    """Conv1d (with bias) -> ReLU -> BatchNorm1d, ``(B, Cin, T) -> (B, Cout, T)``;
+    ``padding_mode``: "zeros" (WeSpeaker's) or "reflect" (SpeechBrain's)."""
 
-    def __init__(self, cin: int, cout: int, kernel_size: int = 1, dilation: int = 1):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel_size: int = 1,
+        dilation: int = 1,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         pad = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv1d(cin, cout, kernel_size, dilation=dilation, padding=pad)
+        self.conv = nn.Conv1d(
+            cin, cout, kernel_size, dilation=dilation, padding=pad, padding_mode=padding_mode
+        )
         self.bn = nn.BatchNorm1d(cout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -108,13 +118,21 @@ class Res2Block(nn.Module):
     """Res2Net multi-scale conv: ``scale`` channel groups; group 0 passes through, group i > 0
     is ``block_i(x_i + y_{i-1})`` (``y_0`` = nothing for i = 1). ``(B, C, T) -> (B, C, T)``."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        scale: int = 8,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         if channels % scale:
             raise ValueError(f"channels ({channels}) must be divisible by scale ({scale})")
         self.width = channels // scale
         self.blocks = nn.ModuleList(
-            ConvBlock(self.width, self.width, kernel_size, dilation) for _ in range(scale - 1)
+            ConvBlock(self.width, self.width, kernel_size, dilation, padding_mode)
+            for _ in range(scale - 1)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -145,18 +163,32 @@ class SqueezeExcitation(nn.Module):
 
 
 class SERes2Block(nn.Module):
-    """1x1 conv block -> Res2Net -> 1x1 conv block -> SE, plus the residual input."""
+    """1x1 conv block -> Res2Net -> 1x1 conv block -> SE, plus the residual input (through a
+    1x1 conv ``shortcut`` when ``in_channels`` differs), ``(B, Cin, T) -> (B, C, T)``."""
 
-    def __init__(self, channels: int, kernel_size: int, dilation: int, scale: int = 8):
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        dilation: int,
+        scale: int = 8,
+        *,
+        in_channels: int | None = None,
+        se_channels: int = 128,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
-        self.conv1 = ConvBlock(channels, channels)
-        self.res2 = Res2Block(channels, kernel_size, dilation, scale)
+        cin = in_channels or channels
+        self.conv1 = ConvBlock(cin, channels)
+        self.res2 = Res2Block(channels, kernel_size, dilation, scale, padding_mode)
         self.conv2 = ConvBlock(channels, channels)
-        self.se = SqueezeExcitation(channels)
+        self.se = SqueezeExcitation(channels, se_channels)
+        self.shortcut = nn.Conv1d(cin, channels, kernel_size=1) if cin != channels else None
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv2(self.res2(self.conv1(x)))
-        return _ScaleAdd.apply(x, y, self.se.gates(y))
+        res = x if self.shortcut is None else self.shortcut(x)
+        return _ScaleAdd.apply(res, y, self.se.gates(y))
 
 
 class AttentiveStatsPool(nn.Module):
