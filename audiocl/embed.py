@@ -1,10 +1,10 @@
 """Embedding extraction: whole utterances -> L2-normalised ``(D,)`` vectors.
 
 Long audio is cut into chunks of at most ``chunk_seconds`` whose embeddings are averaged
-(weighted by length), so memory stays bounded whatever the file's length. Batches group
-utterances of equal *bucket length*: each utterance is centre-trimmed to the largest length of
-a fixed geometric grid (steps of 2%) not above its own, so an embedding never depends on which
-other files shared its batch, and at most 2% of an utterance is dropped.
+(weighted by length), so memory stays bounded whatever the file's length. Every sample is
+used, and pieces of exactly equal length share a batch (no padding), so an embedding never
+depends on which other files shared its batch. (Trimming each piece by up to 2% to a grid of
+lengths, as before, batched more but moved embeddings by up to cosine 0.009.)
 
 Batches hold about ``batch_seconds`` (20 s) of audio: on CPU, ECAPA C=512 runs about 1.3x faster
 with 20 s batches than with 120 s ones (activations of a few MB stay in cache, and large

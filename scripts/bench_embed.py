@@ -3,7 +3,7 @@
 Measures, with the same audio and ``torch.set_num_threads(--threads)`` on both sides:
 
 * real-time factor (seconds of audio per second of compute) of ``audiocl.embed.Embedder``
-  (Fbank + ECAPA, length-bucketed batches, chunking of long audio) for a batch of 3 s
+  (Fbank + ECAPA, equal-length batches, chunking of long audio) for a batch of 3 s
   utterances and a batch of 60 s utterances, with three backends: PyTorch fp32, the exported
   ONNX graph under onnxruntime (``--backend onnx``; needs the onnx extra), and PyTorch with
   bfloat16 autocast on the CPU (the encoder in bf16, the filterbank in fp32); and, in PyTorch
