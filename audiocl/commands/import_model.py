@@ -12,10 +12,10 @@ which then works everywhere a trained one does (embed, enroll, verify, identify,
 
 Supported: SpeechBrain's ECAPA_TDNN with its Fbank front end (spkrec-ecapa-voxceleb and any
 layer list its hyperparams.yaml gives); WeSpeaker ECAPA_TDNN_GLOB_c512, ECAPA_TDNN_GLOB_c1024
-and ResNet34. The model file
-keeps the source's name, its licence note and its original config. Nothing is downloaded:
-fetch the model folder yourself. A missing file, an unknown architecture or weights that do not
-fit the config is an error (exit 4) that names what is wrong.
+and ResNet34. The model file keeps the source's name, its licence note and its original
+config. Nothing is downloaded: fetch the model folder yourself. A missing file, an unknown
+architecture or setting, or weights that do not fit the config is an error (exit 4) that names
+what is wrong.
 """
 
 
