@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import os
 import warnings
 from pathlib import Path
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 
 from . import checkpoint
 from .errors import ModelError
-from .features import _FLT_EPSILON, WINDOWS, Fbank
+from .features import _FLT_EPSILON, WINDOWS, Fbank, conv_power, windowed_dft_basis
 from .fileio import atomic_path
 
 OPSET = 18
@@ -52,11 +51,7 @@ class ConvFbank(nn.Module):
                 pre = torch.eye(w, dtype=torch.float64) - c * torch.diag(ones, -1)
                 pre[0, 0] = 1.0 - c
                 lin = pre @ lin
-        window = WINDOWS[fbank.window_name](w)
-        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
-        n = torch.arange(w, dtype=torch.float64)[None, :]
-        angle = 2 * math.pi * k * n / n_fft
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2F, W)
+        basis = windowed_dft_basis(WINDOWS[fbank.window_name](w), n_fft)  # (2F, W)
         self.register_buffer("kernel", (basis @ lin).float().unsqueeze(1), persistent=False)
         self.register_buffer("mel", fbank.mel.clone(), persistent=False)
 
@@ -68,9 +63,7 @@ class ConvFbank(nn.Module):
         c = self.preemphasis
         if not self.kaldi and c != 0.0:
             x = torch.cat([x[:, :1] * (1.0 - c), x[:, 1:] - c * x[:, :-1]], dim=1)
-        spec = nn.functional.conv1d(x.unsqueeze(1), self.kernel, stride=self.hop_length)
-        re, im = spec.chunk(2, dim=1)  # (B, F, T) each
-        power = (re.square() + im.square()).transpose(1, 2)
+        power = conv_power(x, self.kernel, self.hop_length)
         feats = torch.matmul(power, self.mel).clamp_min(_FLT_EPSILON).log()
         if self.mean_norm:
             feats = feats - feats.mean(dim=1, keepdim=True)

@@ -28,6 +28,33 @@ def kaldi_mel(freq: Tensor) -> Tensor:
     return 1127.0 * torch.log1p(freq / 700.0)
 
 
+def mel_range(low_freq: float, high_freq: float, sample_rate: int) -> float:
+    """The upper edge in Hz (``high_freq <= 0`` is relative to Nyquist, as in Kaldi), after
+    checking that ``[low_freq, high]`` fits in ``[0, Nyquist]``."""
+    nyquist = 0.5 * sample_rate
+    high = high_freq if high_freq > 0.0 else nyquist + high_freq
+    if not 0.0 <= low_freq < high <= nyquist:
+        raise ValueError(f"mel range [{low_freq}, {high}] Hz does not fit in [0, {nyquist}] Hz")
+    return high
+
+
+def windowed_dft_basis(window: Tensor, n_fft: int) -> Tensor:
+    """``(2F, L)`` float64, ``F = n_fft // 2 + 1``: the real and imaginary rows of the DFT of a
+    frame of ``L <= n_fft`` samples times ``window`` (``(L,)``). As conv kernels they turn a
+    waveform into its spectrum with no ``torch.fft`` (which has no portable ONNX form)."""
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    n = torch.arange(window.numel(), dtype=torch.float64)[None, :]
+    angle = 2 * math.pi * k * n / n_fft
+    return torch.cat([torch.cos(angle), -torch.sin(angle)]) * window.double()
+
+
+def conv_power(x: Tensor, kernel: Tensor, hop: int) -> Tensor:
+    """Power spectrum ``(B, T, F)`` of waveforms ``x (B, S)`` with ``kernel`` =
+    ``windowed_dft_basis(...)`` as ``(2F, 1, L)`` float32, frames every ``hop`` samples."""
+    re, im = nn.functional.conv1d(x.unsqueeze(1), kernel, stride=hop).chunk(2, dim=1)
+    return (re.square() + im.square()).transpose(1, 2)
+
+
 def mel_matrix(
     n_mels: int, n_fft: int, sample_rate: int, low_freq: float = 20.0, high_freq: float = 0.0
 ) -> Tensor:
@@ -36,13 +63,7 @@ def mel_matrix(
     Triangles are linear in mel, between ``low_freq`` and ``high_freq`` (<= 0 means relative to
     Nyquist, as in Kaldi). Like Kaldi, the Nyquist bin gets no weight.
     """
-    nyquist = 0.5 * sample_rate
-    if high_freq <= 0.0:
-        high_freq = nyquist + high_freq
-    if not 0.0 <= low_freq < high_freq <= nyquist:
-        raise ValueError(
-            f"mel range [{low_freq}, {high_freq}] Hz does not fit in [0, {nyquist}] Hz"
-        )
+    high_freq = mel_range(low_freq, high_freq, sample_rate)
     n_bins = n_fft // 2
     fft_freqs = torch.arange(n_bins, dtype=torch.float64) * (sample_rate / n_fft)
     mel = kaldi_mel(fft_freqs)[:, None]  # (n_bins, 1)
@@ -77,13 +98,24 @@ WINDOWS = {"povey": povey_window, "hamming": hamming_window}
 
 class FrontEnd(nn.Module):
     """What the front ends share: ``from_config`` passes the ``FeatureConfig`` fields named in
-    ``config_fields`` (the constructor's argument names) and the sample rate."""
+    ``config_fields`` (the constructor's argument names) and the sample rate; ``forward``
+    checks the shape and runs ``_compute`` in float32 whatever autocast is on."""
 
     config_fields: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: FeatureConfig, sample_rate: int) -> FrontEnd:
         return cls(sample_rate=sample_rate, **{k: getattr(cfg, k) for k in cls.config_fields})
+
+    def forward(self, wave: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``(B, S)`` -> ``(B, T, n_mels)`` float32. ``generator`` drives the dither, if any."""
+        if wave.dim() != 2:
+            raise ValueError(f"Fbank expects waveforms (B, S), got shape {tuple(wave.shape)}")
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            return self._compute(wave.float(), generator)
+
+    def _compute(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
 
 
 class Fbank(FrontEnd):
@@ -162,14 +194,8 @@ class Fbank(FrontEnd):
             f"dither={self.dither}, mean_norm={self.mean_norm}"
         )
 
-    def forward(self, wave: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``(B, S)`` -> ``(B, T, n_mels)`` float32. ``generator`` drives the dither."""
-        if wave.dim() != 2:
-            raise ValueError(f"Fbank expects waveforms (B, S), got shape {tuple(wave.shape)}")
-        with torch.autocast(device_type=wave.device.type, enabled=False):  # float32 throughout
-            return self._compute(wave.float() * self.input_scale, generator)
-
-    def _compute(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _compute(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+        x = wave * self.input_scale
         if x.shape[1] < self.win_length:
             x = nn.functional.pad(x, (0, self.win_length - x.shape[1]))
         if self.training and self.dither > 0:
@@ -255,25 +281,17 @@ class SpeechBrainFbank(FrontEnd):
                 f"window {self.win_length} / hop {self.hop_length} / n_fft {self.n_fft} samples "
                 "do not make an STFT"
             )
-        nyquist = 0.5 * sample_rate
-        high = high_freq if high_freq > 0 else nyquist + high_freq
-        if not 0.0 <= low_freq < high <= nyquist:
-            raise ValueError(f"mel range [{low_freq}, {high}] Hz does not fit in [0, {nyquist}]")
+        high = mel_range(low_freq, high_freq, sample_rate)
         n = torch.arange(self.win_length, dtype=torch.float64)
         window = torch.zeros(self.n_fft, dtype=torch.float64)
         left = (self.n_fft - self.win_length) // 2
         window[left : left + self.win_length] = 0.54 - 0.46 * torch.cos(
             2 * math.pi * n / self.win_length
         )
-        k = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)[:, None]
-        angle = 2 * math.pi * k * torch.arange(self.n_fft, dtype=torch.float64) / self.n_fft
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2F, n_fft)
+        basis = windowed_dft_basis(window, self.n_fft)  # (2F, n_fft)
         self.register_buffer("kernel", basis.float().unsqueeze(1), persistent=False)
         mel = speechbrain_mel_matrix(n_mels, self.n_fft, sample_rate, low_freq, high)
         self.register_buffer("mel", mel.float(), persistent=False)
-
-    def num_frames(self, num_samples: int) -> int:
-        return 1 + num_samples // self.hop_length
 
     def extra_repr(self) -> str:
         return (
@@ -281,21 +299,14 @@ class SpeechBrainFbank(FrontEnd):
             f"hop={self.hop_length}, n_fft={self.n_fft}, mean_norm={self.mean_norm}"
         )
 
-    def forward(self, wave: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """``(B, S)`` -> ``(B, T, n_mels)`` float32 (``generator``: unused, no dither)."""
-        if wave.dim() != 2:
-            raise ValueError(f"Fbank expects waveforms (B, S), got shape {tuple(wave.shape)}")
-        with torch.autocast(device_type=wave.device.type, enabled=False):
-            half = self.n_fft // 2
-            x = nn.functional.pad(wave.float(), (half, half))
-            spec = nn.functional.conv1d(x.unsqueeze(1), self.kernel, stride=self.hop_length)
-            re, im = spec.chunk(2, dim=1)  # (B, F, T) each
-            power = (re.square() + im.square()).transpose(1, 2)
-            db = 10.0 * torch.log10(torch.matmul(power, self.mel).clamp_min(self.amin))
-            db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
-            if self.mean_norm:
-                db = db - db.mean(dim=1, keepdim=True)
-            return db
+    def _compute(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+        half = self.n_fft // 2
+        power = conv_power(nn.functional.pad(wave, (half, half)), self.kernel, self.hop_length)
+        db = 10.0 * torch.log10(torch.matmul(power, self.mel).clamp_min(self.amin))
+        db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
+        if self.mean_norm:
+            db = db - db.mean(dim=1, keepdim=True)
+        return db
 
 
 # features.frontend -> class (plain registry)

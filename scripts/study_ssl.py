@@ -153,6 +153,13 @@ def evaluate(model, trials_dir: Path, out: Path) -> dict:
     return {k: report["raw"][k] for k in ("eer", "min_dcf_0.01", "min_dcf_0.05")}
 
 
+def scores(model, run: Path, args) -> dict:
+    """The row's clean and (with ``--noisy``) noisy dev figures."""
+    return {
+        **scores(model, run, args),
+    }
+
+
 def rescore(name: str, args) -> dict:
     """Score a trained row again (after a change in evaluation), keeping its training."""
     from audiocl.api import load_model
@@ -160,8 +167,7 @@ def rescore(name: str, args) -> dict:
     run = args.out / name
     result = json.loads((run / "results.json").read_text())
     model = load_model(run / "model.pt", device=args.device or "cpu")
-    result["clean"] = evaluate(model, args.data / DEV, run / "eval")
-    result["noisy"] = evaluate(model, args.noisy, run / "eval_noisy") if args.noisy else None
+    result.update(scores(model, run, args))
     (run / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"{name}: EER {100 * result['clean']['eer']:.2f}% (rescored)", flush=True)
     return result
@@ -203,8 +209,7 @@ def run_row(name: str, args) -> dict:
         "cpu_minutes": minutes,
         "cpu_s_per_step": rate,
         "collapse": next((r["collapse"] for r in recs if "collapse" in r), None),
-        "clean": evaluate(model, args.data / DEV, run / "eval"),
-        "noisy": evaluate(model, args.noisy, run / "eval_noisy") if args.noisy else None,
+        **scores(model, run, args),
     }
     done.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{name}: EER {100 * result['clean']['eer']:.2f}%", flush=True)
