@@ -237,7 +237,8 @@ class TrainConfig:
     dev_every: int = 0
     device: str = "auto"
     amp: str = "auto"
-    # encoder weights to start from (a model file or checkpoint), e.g. a self-supervised run
+    # encoder weights to start from (a model file or checkpoint), e.g. a self-supervised run;
+    # a checkpoint on the same speakers also gives its AAM classifier (fine-tuning)
     init: str = ""
     deterministic: bool = False
     threads: int = 0

@@ -173,8 +173,9 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def load_init(cfg: Config) -> dict:
-    """Encoder weights of ``cfg.train.init`` (a model file or checkpoint), checked against the
-    encoder and features ``cfg`` builds."""
+    """The model file or checkpoint ``cfg.train.init`` (its ``encoder`` weights, and from a
+    checkpoint its ``objective`` and ``speakers``), checked against the encoder and features
+    ``cfg`` builds."""
     path = Path(cfg.train.init).expanduser()
     data = checkpoint.load(path)
     src = data.get("config", {})
@@ -190,7 +191,7 @@ def load_init(cfg: Config) -> dict:
                     f"train.init {path}: its {section}.{key} is {theirs!r}, this config's is "
                     f"{getattr(mine, key)!r}"
                 )
-    return data["encoder"]
+    return data
 
 
 def measure_step_seconds(cfg: Config, warmup: int = 2, steps: int = 6) -> float:
@@ -244,7 +245,11 @@ class Trainer:
             )
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank and rerun
         init = None if (resume and existing) or not cfg.train.init else load_init(cfg)
-        self.module = TrainModule(cfg, num_classes(self.data, cfg.augment), init).to(self.device)
+        self.module = TrainModule(
+            cfg, num_classes(self.data, cfg.augment), init and init["encoder"]
+        ).to(self.device)
+        if init:
+            self._init_classifier(init)
         if cfg.objective.aam_weight > 0 and not self.data.speakers:
             raise DataError("objective.aam_weight > 0 but no source is labelled")
         self.optimizer = make_optimizer(cfg, self.module.parameters())
@@ -263,6 +268,21 @@ class Trainer:
         )
         amp = cfg.train.amp
         self.amp = self.device.type == "cuda" and amp in ("auto", "bf16") or amp == "bf16"
+
+    def _init_classifier(self, src: dict) -> None:
+        """Fine-tuning from a checkpoint on the same speakers (large-margin fine-tuning: longer
+        crops, a wider margin) continues with the source's AAM classifier: a fresh one would
+        first pull the trained encoder towards random class centres."""
+        aam = self.module.objective.aam
+        weight = src.get("objective", {}).get("aam.weight")
+        if aam is None or weight is None or src.get("speakers") != self.data.speakers:
+            return
+        if weight.shape != aam.weight.shape:  # e.g. speed_as_new_speaker switched
+            return
+        with torch.no_grad():
+            aam.weight.copy_(weight)
+        if self.rank == 0 and not self.quiet:
+            log.info("AAM classifier from %s (%d classes)", self.cfg.train.init, len(weight))
 
     # -- checkpoints -------------------------------------------------------------------------
     def _restore(self, path: Path) -> None:

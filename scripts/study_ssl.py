@@ -156,7 +156,8 @@ def evaluate(model, trials_dir: Path, out: Path) -> dict:
 def scores(model, run: Path, args) -> dict:
     """The row's clean and (with ``--noisy``) noisy dev figures."""
     return {
-        **scores(model, run, args),
+        "clean": evaluate(model, args.data / DEV, run / "eval"),
+        "noisy": evaluate(model, args.noisy, run / "eval_noisy") if args.noisy else None,
     }
 
 

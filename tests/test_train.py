@@ -302,6 +302,30 @@ def test_init_starts_student_and_teacher_from_another_run(corpus, tmp_path):
         )
 
 
+def test_init_from_a_checkpoint_on_the_same_speakers_keeps_the_classifier(corpus, tmp_path):
+    three = "data.sources=[{path: train, labelled: true, hold_out: 3}]"
+    aam = ["objective.aam_weight=1.0", "train.ckpt_every=2"]
+    src = fit(tiny_config(corpus, "train.steps=2", three, *aam), tmp_path / "src", quiet=True)
+    ckpt = find_checkpoints(src)[-1]
+    trained = checkpoint.load(ckpt)["objective"]["aam.weight"]
+
+    def classifier(init, *extra):
+        cfg = tiny_config(corpus, "train.steps=2", f"train.init={init}", three, *aam, *extra)
+        return Trainer(cfg, tmp_path / f"fine{len(list(tmp_path.iterdir()))}", quiet=True)
+
+    fine = classifier(ckpt, "data.crop_seconds=0.7", "objective.aam_margin=0.3")
+    torch.testing.assert_close(fine.module.objective.aam.weight.detach(), trained)
+    torch.testing.assert_close(fine.module.encoder.state_dict(), checkpoint.load(ckpt)["encoder"])
+    # a model file has no classifier; 3 other speakers, or more classes, get a fresh one
+    for init, extra in (
+        (src / "model.pt", []),
+        (ckpt, ["data.sources=[{path: dev, labelled: true}]"]),
+        (ckpt, ["augment.speed_as_new_speaker=true"]),
+    ):
+        fresh = classifier(init, *extra).module.objective.aam.weight.detach()
+        assert fresh.shape != trained.shape or not torch.allclose(fresh, trained), (init, extra)
+
+
 def test_cli_init_flag(corpus, tmp_path):
     from audiocl.cli import main
 

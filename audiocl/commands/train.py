@@ -26,7 +26,8 @@ def add_arguments(p):
         default=None,
         metavar="PATH",
         help="start the encoder from another run's model.pt or checkpoint (e.g. self-supervised "
-        "pre-training before AAM fine-tuning); same as --set train.init=PATH",
+        "pre-training before AAM fine-tuning; a checkpoint on the same speakers also gives its "
+        "AAM classifier); same as --set train.init=PATH",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
