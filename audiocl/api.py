@@ -355,6 +355,5 @@ def load_model(
     from .vad import SpeechGate
 
     gate = SpeechGate(vad or "energy", min_speech, trim=vad is not None)
-    embedder = Embedder.from_file(resolved, device=device, backend=backend)
-    embedder.gate = gate
+    embedder = Embedder.from_file(resolved, device=device, backend=backend, gate=gate)
     return Model(embedder, resolved, source)

@@ -59,6 +59,7 @@ class Embedder:
         model_id: str = "",
         min_seconds: float = 0.1,
         net: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        gate: SpeechGate | None = None,
     ):
         self.device = torch.device(device)
         # net: another backend's ``(B, S) -> (B, D)`` in place of fbank + encoder (onnxruntime)
@@ -73,7 +74,7 @@ class Embedder:
         self.calibration: dict | None = None
         self.path: Path | None = None
         # rejects recordings without speech (and trims, when asked) before they are embedded
-        self.gate = SpeechGate()
+        self.gate = gate or SpeechGate()
 
     @classmethod
     def from_file(

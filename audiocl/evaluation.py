@@ -45,8 +45,7 @@ def evaluate_trials(
     figure of a training run and the quickstart's. It is ``run_evaluation`` without a cache,
     leaving out trials of unusable files (one bad dev file must not stop a training run) and
     with the speech check off (short dev files are scored; ``audiocl eval`` checks them)."""
-    embedder = Embedder(fbank, encoder, sample_rate, device)
-    embedder.gate = SpeechGate(min_speech=0.0)
+    embedder = Embedder(fbank, encoder, sample_rate, device, gate=SpeechGate(min_speech=0.0))
     return run_evaluation(embedder, trials_path, audio_root, skip_bad=True).metrics["raw"]
 
 

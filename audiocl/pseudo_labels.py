@@ -50,10 +50,9 @@ def embed_corpus(
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     mine = list(range(rank, len(corpus), world))
-    embedder = Embedder.from_file(model, device=device)
     # every training utterance gets a row (the corpus already applied data.min_seconds); short
     # keyword clips would not pass the speech gate's minimum
-    embedder.gate = SpeechGate(min_speech=0.0)
+    embedder = Embedder.from_file(model, device=device, gate=SpeechGate(min_speech=0.0))
     bar = None
     if rank == 0 and not quiet:
         from tqdm import tqdm

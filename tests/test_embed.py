@@ -97,8 +97,8 @@ def test_embed_files_errors_and_progress(modules, tmp_path):
     sf.write(good, _wave(1.0, 1).numpy(), SR)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    emb = Embedder(*modules, sample_rate=SR)
-    emb.gate = SpeechGate(min_speech=0)  # a steady tone is no speech; unreadable files are tested
+    # a steady tone is no speech; unreadable files are tested
+    emb = Embedder(*modules, sample_rate=SR, gate=SpeechGate(min_speech=0))
     with pytest.raises(AudioError, match="bad.wav"):
         emb.embed_files([good, bad])
     seen, done = [], []

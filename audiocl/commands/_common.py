@@ -99,9 +99,7 @@ def load_model(args):
 
     gate = SpeechGate(args.vad or "energy", args.min_speech, trim=args.vad is not None)
     path, source = resolve_model(args.model)
-    model = Model(Embedder.from_file(path, backend=args.backend), path, source)
-    model.embedder.gate = gate
-    return model
+    return Model(Embedder.from_file(path, backend=args.backend, gate=gate), path, source)
 
 
 def model_info(model) -> dict:
