@@ -25,6 +25,7 @@ from .fileio import atomic_path
 
 CHECKPOINT_FORMAT = "audiocl-checkpoint-1"
 MODEL_FORMAT = "audiocl-model-1"
+PROVENANCE = ("source", "name", "license", "attribution", "source_config")
 
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
@@ -88,6 +89,49 @@ def make_model_file(
         "step": int(step),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
+    """The model file whose encoder weights are the mean of those of ``paths`` (model files or
+    training checkpoints of one architecture), as WeSpeaker averages its last checkpoints:
+    snapshots of one run, or of runs that continue one another, lie in one basin, and their mean
+    often generalises better than each. Integer buffers (batch counts) come from the last file;
+    config, speakers, step, name and licence too. ``ModelError`` names a file that does not
+    match the first."""
+    if len(paths) < 2:
+        raise ModelError("averaging needs at least two model or checkpoint files")
+    from .config import Config, from_dict
+
+    datas = [load(p) for p in paths]
+    first, last = datas[0], datas[-1]
+    # compared with defaults filled in: files from before a config key existed still match
+    cfgs = [from_dict(Config, d["config"]) for d in datas]
+    for path, data, cfg in zip(paths[1:], datas[1:], cfgs[1:], strict=True):
+        for section in ("model", "features"):
+            if getattr(cfg, section) != getattr(cfgs[0], section):
+                raise ModelError(f"{path}: its {section} config differs from {paths[0]}'s")
+        if data["encoder"].keys() != first["encoder"].keys():
+            raise ModelError(f"{path}: its encoder has other weights than {paths[0]}'s")
+        for name, t in first["encoder"].items():
+            if data["encoder"][name].shape != t.shape:
+                raise ModelError(
+                    f"{path}: encoder weight {name} is {tuple(data['encoder'][name].shape)}, "
+                    f"{paths[0]} has {tuple(t.shape)}"
+                )
+    state = {}
+    for name, t in last["encoder"].items():
+        if t.is_floating_point():
+            total = sum(d["encoder"][name].double() for d in datas)
+            state[name] = (total / len(datas)).to(t.dtype)
+        else:
+            state[name] = t
+    out = make_model_file(state, last["config"], last.get("step", 0), last.get("speakers"))
+    # an imported or packaged model's provenance and licence travel with its weights
+    out.update({k: last[k] for k in PROVENANCE if k in last})
+    out["averaged_from"] = [
+        {"file": str(p), "step": int(d.get("step", 0))} for p, d in zip(paths, datas, strict=True)
+    ]
+    return out
 
 
 def set_calibration(path: str | os.PathLike, calibration: dict[str, Any]) -> None:

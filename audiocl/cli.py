@@ -26,6 +26,7 @@ COMMANDS = {
     "eval": "evaluate",
     "import": "import_model",
     "export": "export",
+    "average": "average",
     "serve": "serve",
 }
 

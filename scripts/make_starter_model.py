@@ -57,6 +57,13 @@ def held_out_trials(cfg, folder: Path) -> list[tuple[Path, Path, str]]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True)
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model file to package (default: RUN/model.pt; e.g. an `audiocl average` of runs "
+        "that continue RUN on its data)",
+    )
     p.add_argument("--data", default=None, help="data.root of the run (default: its config's)")
     p.add_argument("--dev", type=Path, default=None, help="dev folder with trials.txt")
     p.add_argument("--noisy-dev", type=Path, default=None)
@@ -73,10 +80,15 @@ def main(argv=None) -> int:
     overrides = [f"data.root={args.data}"] if args.data else []
     cfg = load_config(args.run / "config.yaml", overrides)
     out = args.out or STARTER_MODEL
-    summary: dict = {"run": str(args.run)}
+    summary: dict = {"run": str(args.run), "model": str(args.model or args.run / "model.pt")}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "model.pt"
-        data = checkpoint.load(args.run / "model.pt")
+        data = checkpoint.load(args.model or args.run / "model.pt")
+        # calibration is honest only if the model left out the speakers the run held out
+        held = [(s.path, s.hold_out) for s in cfg.data.sources]
+        theirs = [(s["path"], s.get("hold_out", 0)) for s in data["config"]["data"]["sources"]]
+        if theirs != held:
+            raise SystemExit(f"{args.model}: trained on other sources or hold-outs than {args.run}")
         # stored in float16 when float32 would not fit the package budget
         fp32_mb = sum(t.numel() * 4 for t in data["encoder"].values()) / 2**20
         if fp32_mb > MAX_MB:
