@@ -164,9 +164,8 @@ def create_app(
 ):
     """The FastAPI application (``uvicorn.run(create_app(...))``). ``batch``: embed concurrent
     requests together on one thread (``Batcher``)."""
-    from fastapi import FastAPI, File, Form, Request, UploadFile
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi import FastAPI
+    from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 
     svc = Service(model, db, token, max_upload_mb)
@@ -174,13 +173,31 @@ def create_app(
         model.embedder.embed_waves = Batcher(model.embedder.embed_waves)
     app = FastAPI(title="audiocl", version=_version(), docs_url="/api/docs", redoc_url=None)
     app.state.service = svc
+    _add_guards(app, svc)
+    _add_routes(app, svc)
 
-    def error(message: str, status: int, exit_code: int) -> JSONResponse:
-        return JSONResponse({"error": message, "exit_code": exit_code}, status_code=status)
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    return app
+
+
+def _error(message: str, status: int, exit_code: int):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": message, "exit_code": exit_code}, status_code=status)
+
+
+def _add_guards(app, svc: Service) -> None:
+    """Errors as JSON with the CLI's exit code; upload limits and the token on changes."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
 
     @app.exception_handler(AudioclError)
     async def library_error(request: Request, e: AudioclError):
-        return error(str(e), status_of(e), e.exit_code)
+        return _error(str(e), status_of(e), e.exit_code)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, e: RequestValidationError):
@@ -188,23 +205,32 @@ def create_app(
             f"{'.'.join(str(x) for x in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
             for err in e.errors()
         ]
-        return error("; ".join(parts) or "bad request", 400, 2)
+        return _error("; ".join(parts) or "bad request", 400, 2)
 
     @app.middleware("http")
     async def limits_and_auth(request: Request, call_next):
         if request.method in ("POST", "PUT", "DELETE") and request.url.path.startswith("/api/"):
             length = request.headers.get("content-length")
             if request.method != "DELETE" and length is None:
-                return error("uploads need a Content-Length header", 411, 2)
+                return _error("uploads need a Content-Length header", 411, 2)
             if length is not None and int(length) > svc.max_upload:
                 mb = svc.max_upload / (1024 * 1024)
-                return error(f"upload too large: over the {mb:g} MB limit", 413, 2)
+                return _error(f"upload too large: over the {mb:g} MB limit", 413, 2)
             changes = request.url.path in ("/api/enroll",) or request.url.path.startswith(
                 "/api/speakers/"
             )
             if changes and not svc.authorized(request.headers.get("authorization")):
-                return error("this server needs Authorization: Bearer <token>", 401, 2)
+                return _error("this server needs Authorization: Bearer <token>", 401, 2)
         return await call_next(request)
+
+
+def _add_routes(app, svc: Service) -> None:
+    """The JSON API under ``/api/``: the CLI's enroll, verify, identify and store commands."""
+    from typing import Literal
+
+    from fastapi import File, Form, UploadFile
+
+    model = svc.model
 
     @app.get("/api/health")
     def health():
@@ -228,15 +254,18 @@ def create_app(
         audio2: UploadFile | None = File(None),
         speaker: str | None = Form(None),
         threshold: float | None = Form(None),
+        operating_point: Literal["eer", "min_dcf_0.01", "min_dcf_0.05"] = Form("eer"),
     ):
         if (audio2 is None) == (speaker is None):
             raise ConfigError("verify needs audio2 (two recordings) or speaker (an enrolled one)")
         if speaker is not None:
             with svc.uploads((audio, "audio")) as (paths, labels):
-                result = svc.speakers().verify(speaker, paths[0], threshold)
+                result = svc.speakers().verify(speaker, paths[0], threshold, operating_point)
         else:
             with svc.uploads((audio, "audio"), (audio2, "audio2")) as (paths, labels):
-                result = model.verify(paths[0], paths[1], threshold)
+                result = model.verify(
+                    paths[0], paths[1], threshold, operating_point=operating_point
+                )
         return {**result.to_dict(), "speaker": speaker, "files": labels}
 
     @app.post("/api/identify")
@@ -256,13 +285,6 @@ def create_app(
     @app.post("/api/speakers/{name}/rename")
     def rename(name: str, new: str = Form(...)):
         return {"action": "renamed", "speaker": svc.speakers().rename(name, new).to_dict()}
-
-    @app.get("/", include_in_schema=False)
-    def page():
-        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
-
-    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
-    return app
 
 
 def _version() -> str:

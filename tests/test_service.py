@@ -96,6 +96,32 @@ def test_enroll_verify_identify_and_manage(served, voices):
     assert "fetch(" in client.get("/static/app.js").text
 
 
+def test_verify_takes_the_operating_point(tmp_path, make_tiny_model, voices):
+    """The model's thresholds per operating point, as ``audiocl verify --operating-point``."""
+    from fastapi.testclient import TestClient
+
+    from audiocl.checkpoint import set_calibration
+
+    path = make_tiny_model(tmp_path / "m.pt")
+    cal = {"eer_threshold": -1.0, "min_dcf_0.01_threshold": 1.5, "min_dcf_0.05_threshold": 0.0}
+    set_calibration(path, {"scale": "cosine", "threshold": -1.0, **cal})
+    model = audiocl.load_model(path)
+    (_, f1), (_, f2), _ = voices.items()
+    files = [upload(f1[0]), upload(f2[0], "audio2")]
+    with TestClient(create_app(model, tmp_path / "s.db")) as client:
+        default = client.post("/api/verify", files=files).json()
+        strict = client.post(
+            "/api/verify", data={"operating_point": "min_dcf_0.01"}, files=files
+        ).json()
+        bad = client.post("/api/verify", data={"operating_point": "eer2"}, files=files)
+    assert (default["decision"], default["threshold"]) == ("same", -1.0)
+    assert (strict["decision"], strict["threshold"]) == ("different", 1.5)
+    assert "min_dcf_0.01 threshold" in strict["threshold_source"]
+    assert default["score"] == pytest.approx(strict["score"])
+    assert bad.status_code == 400 and bad.json()["exit_code"] == 2
+    assert "operating_point" in bad.json()["error"]
+
+
 def test_errors_are_json_with_exit_codes(served, voices, tmp_path):
     client, model, db = served
     (_, f1), *_ = voices.items()

@@ -42,7 +42,8 @@ def server(tmp_path, make_tiny_model):
     from audiocl.synth import synthesize_corpus
 
     path = make_tiny_model(tmp_path / "m.pt")
-    checkpoint.set_calibration(path, {"eer_threshold": 0.5, "scale": "cosine"})
+    cal = {"eer_threshold": 0.5, "min_dcf_0.01_threshold": 0.99, "scale": "cosine"}
+    checkpoint.set_calibration(path, cal)
     model = audiocl.load_model(path)
     root = synthesize_corpus(tmp_path / "voices", speakers=2, utterances=2, duration=(1.5, 2.0))
     voices = sorted(root.rglob("*.flac"))
@@ -95,8 +96,10 @@ def test_page_enrols_verifies_identifies(server):
         # two recordings
         page.set_input_files("#file-b", str(voices[2]))
         page.select_option("#verify-speaker", "")
+        page.select_option("#verify-point", "min_dcf_0.01")
         page.click("#verify-form button[type=submit]")
         sync_api.expect(page.locator("#result-body")).to_contain_text("recording B")
+        sync_api.expect(page.locator("#result-body")).to_contain_text("min_dcf_0.01 threshold")
 
         page.click("#identify-form button[type=submit]")
         sync_api.expect(page.locator("#result-body table.ranking")).to_contain_text("alice")

@@ -255,6 +255,7 @@ $("verify-form").onsubmit = (ev) => submit(ev, async () => {
   const speaker = $("verify-speaker").value;
   if (speaker) form.append("speaker", speaker);
   else form.append("audio2", need("b"));
+  form.append("operating_point", $("verify-point").value);
   const r = await api("/api/verify", { method: "POST", body: form });
   show("<p>Recording A against " + (speaker ? "<b>" + escapeHtml(speaker) + "</b>" : "recording B") + "</p>" + decisionHtml(r), "ok");
 });
