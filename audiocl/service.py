@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .api import Model, Speakers
+from .api import OPERATING_POINTS, Model, Speakers
 from .audio import READ_EXTENSIONS
 from .errors import (
     AudioclError,
@@ -254,7 +254,7 @@ def _add_routes(app, svc: Service) -> None:
         audio2: UploadFile | None = File(None),
         speaker: str | None = Form(None),
         threshold: float | None = Form(None),
-        operating_point: Literal["eer", "min_dcf_0.01", "min_dcf_0.05"] = Form("eer"),
+        operating_point: Literal[tuple(OPERATING_POINTS)] = Form("eer"),
     ):
         if (audio2 is None) == (speaker is None):
             raise ConfigError("verify needs audio2 (two recordings) or speaker (an enrolled one)")

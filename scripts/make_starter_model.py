@@ -80,15 +80,16 @@ def main(argv=None) -> int:
     overrides = [f"data.root={args.data}"] if args.data else []
     cfg = load_config(args.run / "config.yaml", overrides)
     out = args.out or STARTER_MODEL
-    summary: dict = {"run": str(args.run), "model": str(args.model or args.run / "model.pt")}
+    model_path = args.model or args.run / "model.pt"
+    summary: dict = {"run": str(args.run), "model": str(model_path)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "model.pt"
-        data = checkpoint.load(args.model or args.run / "model.pt")
+        data = checkpoint.load(model_path)
         # calibration is honest only if the model left out the speakers the run held out
         held = [(s.path, s.hold_out) for s in cfg.data.sources]
         theirs = [(s["path"], s.get("hold_out", 0)) for s in data["config"]["data"]["sources"]]
         if theirs != held:
-            raise SystemExit(f"{args.model}: trained on other sources or hold-outs than {args.run}")
+            raise SystemExit(f"{model_path}: trained on other sources or hold-outs than {args.run}")
         # stored in float16 when float32 would not fit the package budget
         fp32_mb = sum(t.numel() * 4 for t in data["encoder"].values()) / 2**20
         if fp32_mb > MAX_MB:
