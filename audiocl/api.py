@@ -156,6 +156,38 @@ class Model:
             return self.embedder.embed_files(list(items), progress=progress)
         return self.embedder.embed_waves([self._load(x, sample_rate) for x in items], progress)
 
+    def adapt(
+        self,
+        audio: Sequence[str | os.PathLike],
+        out: str | os.PathLike,
+        progress: Callable[[int], None] | None = None,
+        on_error: Callable[[int, AudioError], None] | None = None,
+    ) -> Model:
+        """Centre this model on unlabelled recordings of the domain it will be used in (files
+        and folders, at least ``adapt.MIN_FILES`` recordings of many speakers), write the
+        adapted model file ``out`` (atomically) and return it. Embeddings, stores and
+        thresholds of the unadapted model do not carry over: it has a new id, and its
+        calibration is the model's ``adapted_calibration`` when it has one, else none.
+        ``on_error(index, error)``: skip unreadable recordings instead of stopping.
+        """
+        from . import adapt, checkpoint
+        from .onnx_backend import is_onnx_file
+
+        if self.path is None or is_onnx_file(self.path):
+            raise ModelError(f"{self.path}: adapt the model file (.pt) it was exported from")
+        data = checkpoint.load(self.path)
+        if data["format"] != checkpoint.MODEL_FORMAT:
+            raise ModelError(f"{self.path}: adapt a model file (model.pt), not a checkpoint")
+        files = adapt.audio_files(audio)
+        adapt.check_count(len(files))
+        raw = Embedder.from_data(adapt.base_model(data), gate=self.embedder.gate)
+        emb = raw.embed_files(files, progress=progress, on_error=on_error)
+        emb = emb[np.isfinite(emb).all(axis=1)]
+        adapt.check_count(len(emb))
+        adapted = adapt.adapted_model(data, adapt.domain_mean(emb), len(emb))
+        checkpoint.save(out, adapted)
+        return Model(Embedder.from_file(out, gate=self.embedder.gate), Path(out), "argument")
+
     # ------------------------------------------------------------------------------- verify
 
     def verify(

@@ -27,6 +27,7 @@ COMMANDS = {
     "import": "import_model",
     "export": "export",
     "average": "average",
+    "adapt": "adapt",
     "serve": "serve",
 }
 

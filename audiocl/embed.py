@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import audio, checkpoint
+from .adapt import Centered
 from .config import Config, from_dict
 from .errors import AudioError, ModelError
 from .features import build_frontend
@@ -33,11 +34,14 @@ BACKENDS = ("auto", "torch", "onnx")
 
 
 def build_inference_model(data: dict) -> tuple[Config, torch.nn.Module, torch.nn.Module]:
-    """``(config, fbank, encoder)`` from a loaded model/checkpoint dict, in eval mode."""
+    """``(config, fbank, encoder)`` from a loaded model/checkpoint dict, in eval mode. A model
+    adapted to a domain (``audiocl adapt``) gets its centring after the encoder."""
     cfg = from_dict(Config, data["config"])
     fbank = build_frontend(cfg.features, cfg.data.sample_rate)
     encoder = build_encoder(cfg.model, cfg.features.n_mels)
     encoder.load_state_dict(data["encoder"])
+    if data.get("domain"):
+        encoder = Centered(encoder, data["domain"]["mean"])
     return cfg, fbank.eval(), encoder.eval()
 
 
@@ -96,18 +100,27 @@ class Embedder:
             emb = cls(None, None, net.sample_rate, model_id=net.model_id, net=net, **kwargs)
             emb.calibration = net.calibration
         else:
-            data = checkpoint.load(path)
-            cfg, fbank, encoder = build_inference_model(data)
-            mid = data.get("model_id") or checkpoint.model_id(data["encoder"])
-            net = None
-            if backend == "onnx":
-                from .export import to_onnx_bytes
-
-                net = OnnxNet(to_onnx_bytes(data))
-                fbank = encoder = None
-            emb = cls(fbank, encoder, cfg.data.sample_rate, device, model_id=mid, net=net, **kwargs)
-            emb.calibration = data.get("calibration")
+            emb = cls.from_data(checkpoint.load(path), device, backend, **kwargs)
         emb.path = Path(path)
+        return emb
+
+    @classmethod
+    def from_data(
+        cls, data: dict, device: str = "cpu", backend: str = "auto", **kwargs
+    ) -> Embedder:
+        """Wrap a loaded model file or checkpoint dict (``checkpoint.load``); ``backend`` "onnx"
+        exports it in memory."""
+        cfg, fbank, encoder = build_inference_model(data)
+        mid = data.get("model_id") or checkpoint.model_id(data["encoder"])
+        net = None
+        if backend == "onnx":
+            from .export import to_onnx_bytes
+            from .onnx_backend import OnnxNet
+
+            net = OnnxNet(to_onnx_bytes(data))
+            fbank = encoder = None
+        emb = cls(fbank, encoder, cfg.data.sample_rate, device, model_id=mid, net=net, **kwargs)
+        emb.calibration = data.get("calibration")
         return emb
 
     @torch.inference_mode()

@@ -2,8 +2,9 @@
 
 The graph takes ``waveform``, float32 ``(B, S)`` in [-1, 1] at the model's sample rate (any
 ``B``, any ``S``; the CLI and the tests use ``B = 1``) and returns ``embedding``, float32
-``(B, D)``, before L2 normalisation (cosine scoring does not need it). The filterbank front end
-is inside the graph, so a runtime needs nothing else.
+``(B, D)``, before L2 normalisation (cosine scoring does not need it; an adapted model's
+centring, ``audiocl.adapt``, is in the graph). The filterbank front end is inside the graph,
+so a runtime needs nothing else.
 
 ``torch.fft`` has no portable ONNX form, so the graph computes the filterbank as one strided
 ``conv1d`` whose kernels are the windowed DFT basis (``ConvFbank``): framing, Kaldi's per-frame

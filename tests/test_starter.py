@@ -22,6 +22,10 @@ def test_starter_model_file():
     cal = data["calibration"]
     assert cal and cal["scale"] == "cosine" and "held-out" in cal["trials"]
     assert -1.0 < cal["eer_threshold"] < 1.0
+    # what `audiocl adapt` gives an adapted starter: measured centred, so a lower threshold
+    adapted = data["adapted_calibration"]
+    assert "centred" in adapted["trials"] and adapted["n_target"] == cal["n_target"]
+    assert -1.0 < adapted["eer_threshold"] < cal["eer_threshold"]
 
 
 def test_fresh_install_verifies_with_the_starter_model(tmp_path):

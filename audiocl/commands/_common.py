@@ -71,6 +71,16 @@ def add_db(p) -> None:
     )
 
 
+def add_skip_bad(p, what: str) -> None:
+    """``--skip-bad`` (go on past unreadable ``what``) and ``--quiet`` (no progress bar)."""
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help=f"leave out unreadable {what} (listed on stderr) instead of stopping",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def add_json(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
 

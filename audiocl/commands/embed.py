@@ -24,12 +24,7 @@ def add_arguments(p):
     )
     p.add_argument("--out", required=True, metavar="OUT.npz", help="output file")
     _common.add_model(p)
-    p.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="leave out unreadable files (listed on stderr) instead of stopping",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common.add_skip_bad(p, "files")
     _common.add_json(p)
 
 

@@ -1,0 +1,130 @@
+"""What ``audiocl adapt`` buys on a trial list, measured without letting a trial's own speakers
+into the mean it is centred on.
+
+Each trial is scored by the model adapted to the recordings of every *other* speaker of the
+set (leave-the-trial's-speakers-out): the honest stand-in for a user who adapts on their own
+unlabelled recordings and then verifies new people. Prints, for the model as it is and adapted:
+EER, minDCF, and the false-accept / false-reject rates at the thresholds the model carries
+(``calibration`` for raw scores, ``adapted_calibration`` for adapted ones), then one JSON line.
+
+    python scripts/study_adapt.py --model audiocl/pretrained/starter.pt \\
+        --trials ../shared/data/dev/hsb-commonvoice/trials.txt
+
+Speakers are the first path component of the trial list's entries (VoxCeleb layout). One
+speaker pair is also scored through ``Model.adapt`` itself, to check that these numbers are
+the shipped code's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+OPERATING_POINTS = ("eer", "min_dcf_0.05", "min_dcf_0.01")
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def rates(scores, labels, cal: dict | None) -> dict:
+    """False-accept and false-reject rates at each stored threshold."""
+    out = {}
+    for op in OPERATING_POINTS:
+        t = (cal or {}).get(f"{op}_threshold")
+        if t is not None:
+            out[op] = {
+                "threshold": t,
+                "false_accept": float((scores[labels == 0] >= t).mean()),
+                "false_reject": float((scores[labels == 1] < t).mean()),
+            }
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--trials", type=Path, required=True)
+    p.add_argument("--audio-root", type=Path, default=None, help="default: the trials' folder")
+    args = p.parse_args(argv)
+
+    import audiocl
+    from audiocl import checkpoint
+    from audiocl.adapt import MIN_FILES, domain_mean
+    from audiocl.metrics import compute_metrics
+    from audiocl.trials import read_trials
+
+    root = args.audio_root or args.trials.parent
+    trials = read_trials(args.trials)
+    keys = sorted({t.enroll for t in trials} | {t.test for t in trials})
+    row = {k: i for i, k in enumerate(keys)}
+    speaker = np.array([k.split("/")[0] for k in keys])
+    enroll = np.array([row[t.enroll] for t in trials])
+    test = np.array([row[t.test] for t in trials])
+    labels = np.array([t.label for t in trials], dtype=np.int8)
+
+    model = audiocl.load_model(args.model, min_speech=0.0)
+    data = checkpoint.load(args.model)
+    emb = model.embed_many([root / k for k in keys])
+    raw = (emb[enroll] * emb[test]).sum(1)
+
+    # the speakers of each trial, as a sorted pair ("a|a" for a target trial)
+    pair_of = np.array(
+        ["|".join(sorted(p)) for p in zip(speaker[enroll], speaker[test], strict=True)]
+    )
+    adapted = np.empty_like(raw)
+    for pair in np.unique(pair_of):
+        others = ~np.isin(speaker, pair.split("|"))
+        if others.sum() < MIN_FILES:
+            raise SystemExit(f"{args.trials}: fewer than {MIN_FILES} recordings outside {pair}")
+        mean = domain_mean(emb[others])
+        sel = np.flatnonzero(pair_of == pair)
+        a, b = unit(emb[enroll[sel]] - mean), unit(emb[test[sel]] - mean)
+        adapted[sel] = (a * b).sum(1)
+
+    # one pair through the shipped code path: Model.adapt on the other speakers' files
+    pair = pair_of[labels == 0][0]
+    others = [root / k for k, s in zip(keys, speaker, strict=True) if s not in pair.split("|")]
+    with tempfile.TemporaryDirectory() as tmp:
+        check = model.adapt(others, Path(tmp) / "adapted.pt")
+        sel = np.flatnonzero(pair_of == pair)
+        e = check.embed_many([root / keys[i] for i in enroll[sel]])
+        t = check.embed_many([root / keys[i] for i in test[sel]])
+        gap = float(np.abs((e * t).sum(1) - adapted[sel]).max())
+    if gap > 1e-4:
+        raise SystemExit(f"scores differ from Model.adapt's by {gap:.2e}")
+
+    summary = {"model": args.model, "trials": str(args.trials), "n_trials": len(trials)}
+    for name, scores, cal in (
+        ("raw", raw, data.get("calibration")),
+        ("adapted", adapted, data.get("adapted_calibration")),
+    ):
+        m = compute_metrics(scores, labels)
+        summary[name] = {
+            "eer": m["eer"],
+            "min_dcf_0.01": m["min_dcf_0.01"],
+            "min_dcf_0.05": m["min_dcf_0.05"],
+            "at_stored_thresholds": rates(scores, labels, cal),
+        }
+    print(f"{summary['n_trials']} trials of {args.trials}, model {args.model}")
+    for name in ("raw", "adapted"):
+        r = summary[name]
+        print(
+            f"{name:8s} EER {r['eer']:.2%}  minDCF 0.01 {r['min_dcf_0.01']:.3f}  "
+            f"0.05 {r['min_dcf_0.05']:.3f}"
+        )
+        for op, v in r["at_stored_thresholds"].items():
+            print(
+                f"         at its {op} threshold {v['threshold']:.4f}: "
+                f"{v['false_accept']:.1%} false accepts, {v['false_reject']:.1%} false rejects"
+            )
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
