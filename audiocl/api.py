@@ -29,15 +29,9 @@ import torch
 
 from .embed import Embedder
 from .errors import AudioError, ConfigError, ModelError, StoreError
+from .operating_points import OPERATING_POINTS
 from .scoring import cosine_scores
 from .store import SpeakerRecord, SpeakerStore
-
-# operating point name -> key of the model's calibration record
-OPERATING_POINTS = {
-    "eer": "eer_threshold",
-    "min_dcf_0.01": "min_dcf_0.01_threshold",
-    "min_dcf_0.05": "min_dcf_0.05_threshold",
-}
 
 Audio = str | os.PathLike | np.ndarray | torch.Tensor
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .api import OPERATING_POINTS, Model, Speakers
+from .api import Model, Speakers
 from .audio import READ_EXTENSIONS
 from .errors import (
     AudioclError,
@@ -34,6 +34,7 @@ from .errors import (
     StoreError,
     UnknownSpeakerError,
 )
+from .operating_points import OPERATING_POINTS
 
 WEB_DIR = Path(__file__).parent / "web"
 # status of each library error (most specific first)

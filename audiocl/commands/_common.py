@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ..operating_points import OPERATING_POINTS
+
 MODEL_HELP = (
     "model file or run folder (default: $AUDIOCL_MODEL, else the model the last "
     "`audiocl train`/`quickstart` produced)"
@@ -95,7 +97,7 @@ def add_threshold(p) -> None:
     p.add_argument(
         "--operating-point",
         default="eer",
-        choices=("eer", "min_dcf_0.01", "min_dcf_0.05"),
+        choices=tuple(OPERATING_POINTS),
         help="which calibrated threshold to use (default: eer)",
     )
 
