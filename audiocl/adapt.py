@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import DataError
+from .errors import DataError, ModelError
 
 # fewer recordings than this make a mean that is one speaker's voice rather than the domain's
 MIN_FILES = 20
@@ -36,6 +36,9 @@ class Centered(nn.Module):
 
     def __init__(self, encoder: nn.Module, mean: Tensor):
         super().__init__()
+        dim = getattr(encoder, "embed_dim", None)
+        if dim is not None and mean.numel() != dim:
+            raise ModelError(f"the domain mean has {mean.numel()} values, the embeddings {dim}")
         self.encoder = encoder
         self.register_buffer("mean", mean.float().reshape(1, -1), persistent=False)
 
@@ -68,7 +71,10 @@ def adapted_model(data: dict, mean: np.ndarray, files: int) -> dict:
     measured on held-out speakers centred on their own domain's mean, which transfer to other
     domains so centred), else none: scores moved, so old thresholds would mislead.
     """
+    from .checkpoint import model_id
+
     base = base_model(data)
+    base["model_id"] = base.get("model_id") or model_id(base["encoder"])
     mean = np.asarray(mean, dtype=np.float32).reshape(-1)
     h = hashlib.sha256(base["model_id"].encode())
     h.update(mean.tobytes())

@@ -100,7 +100,11 @@ class Embedder:
             emb = cls(None, None, net.sample_rate, model_id=net.model_id, net=net, **kwargs)
             emb.calibration = net.calibration
         else:
-            emb = cls.from_data(checkpoint.load(path), device, backend, **kwargs)
+            data = checkpoint.load(path)
+            try:
+                emb = cls.from_data(data, device, backend, **kwargs)
+            except ModelError as e:
+                raise ModelError(f"{path}: {e}") from None
         emb.path = Path(path)
         return emb
 

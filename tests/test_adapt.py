@@ -101,6 +101,15 @@ def test_adapt_refuses_bad_input(tmp_path, make_tiny_model, domain, capsys):
     assert main(args) == 4
     assert "not a checkpoint" in capsys.readouterr().err
 
+    # a domain mean that does not fit the embeddings (a damaged file) is named, not a traceback
+    good = audiocl.load_model(base, min_speech=0.0).adapt([domain], tmp_path / "good.pt")
+    data = checkpoint.load(good.path)
+    data["domain"]["mean"] = data["domain"]["mean"][:5]
+    checkpoint.save(tmp_path / "cut.pt", data)
+    args = ["verify", str(_files(domain)[0]), str(_files(domain)[1])]
+    assert main([*args, "--model", str(tmp_path / "cut.pt"), "--threshold", "0.5"]) == 4
+    assert f"{tmp_path / 'cut.pt'}: the domain mean has 5 values" in capsys.readouterr().err
+
     # --skip-bad leaves an unreadable recording out and says so
     bad = tmp_path / "bad.flac"
     bad.write_bytes(b"not audio at all")
