@@ -12,7 +12,9 @@ EER, minDCF, and the false-accept / false-reject rates at the thresholds the mod
 
 Speakers are the first path component of the trial list's entries (VoxCeleb layout). One
 speaker pair is also scored through ``Model.adapt`` itself, to check that these numbers are
-the shipped code's.
+the shipped code's. ``--embeddings E.npz`` (``ids`` as the trial list names the files, and
+``embeddings``; what ``audiocl embed`` or ``scripts/embed_resemblyzer.py`` write) scores another
+toolkit's embeddings by the same protocol, in place of ``--model``.
 """
 
 from __future__ import annotations
@@ -45,9 +47,26 @@ def rates(scores, labels, cal: dict | None) -> dict:
     return out
 
 
+def check_against_model(model, root, keys, speaker, pair_of, enroll, test, labels, adapted):
+    """Score one non-target speaker pair through ``Model.adapt`` on the other speakers' files:
+    the study's numbers must be the shipped code's."""
+    pair = pair_of[labels == 0][0]
+    others = [root / k for k, s in zip(keys, speaker, strict=True) if s not in pair.split("|")]
+    with tempfile.TemporaryDirectory() as tmp:
+        check = model.adapt(others, Path(tmp) / "adapted.pt")
+        sel = np.flatnonzero(pair_of == pair)
+        e = check.embed_many([root / keys[i] for i in enroll[sel]])
+        t = check.embed_many([root / keys[i] for i in test[sel]])
+        gap = float(np.abs((e * t).sum(1) - adapted[sel]).max())
+    if gap > 1e-4:
+        raise SystemExit(f"scores differ from Model.adapt's by {gap:.2e}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--model")
+    who.add_argument("--embeddings", help=".npz of ids and embeddings (another toolkit's)")
     p.add_argument("--trials", type=Path, required=True)
     p.add_argument("--audio-root", type=Path, default=None, help="default: the trials' folder")
     args = p.parse_args(argv)
@@ -67,9 +86,20 @@ def main(argv=None) -> int:
     test = np.array([row[t.test] for t in trials])
     labels = np.array([t.label for t in trials], dtype=np.int8)
 
-    model = audiocl.load_model(args.model, min_speech=0.0)
-    data = checkpoint.load(args.model)
-    emb = model.embed_many([root / k for k in keys])
+    if args.model:
+        model = audiocl.load_model(args.model, min_speech=0.0)
+        data = checkpoint.load(args.model)
+        emb = model.embed_many([root / k for k in keys])
+    else:
+        from audiocl.embeddings_file import load_embeddings
+
+        ids, theirs, _ = load_embeddings(args.embeddings)
+        where = {k: i for i, k in enumerate(ids)}
+        missing = [k for k in keys if k not in where]
+        if missing:
+            raise SystemExit(f"{args.embeddings}: no embedding for {missing[0]}")
+        emb = unit(theirs[[where[k] for k in keys]])
+        model, data = None, {}
     raw = (emb[enroll] * emb[test]).sum(1)
 
     # the speakers of each trial, as a sorted pair ("a|a" for a target trial)
@@ -86,19 +116,11 @@ def main(argv=None) -> int:
         a, b = unit(emb[enroll[sel]] - mean), unit(emb[test[sel]] - mean)
         adapted[sel] = (a * b).sum(1)
 
-    # one pair through the shipped code path: Model.adapt on the other speakers' files
-    pair = pair_of[labels == 0][0]
-    others = [root / k for k, s in zip(keys, speaker, strict=True) if s not in pair.split("|")]
-    with tempfile.TemporaryDirectory() as tmp:
-        check = model.adapt(others, Path(tmp) / "adapted.pt")
-        sel = np.flatnonzero(pair_of == pair)
-        e = check.embed_many([root / keys[i] for i in enroll[sel]])
-        t = check.embed_many([root / keys[i] for i in test[sel]])
-        gap = float(np.abs((e * t).sum(1) - adapted[sel]).max())
-    if gap > 1e-4:
-        raise SystemExit(f"scores differ from Model.adapt's by {gap:.2e}")
+    if model is not None:
+        check_against_model(model, root, keys, speaker, pair_of, enroll, test, labels, adapted)
 
-    summary = {"model": args.model, "trials": str(args.trials), "n_trials": len(trials)}
+    who = args.model or args.embeddings
+    summary = {"model": who, "trials": str(args.trials), "n_trials": len(trials)}
     for name, scores, cal in (
         ("raw", raw, data.get("calibration")),
         ("adapted", adapted, data.get("adapted_calibration")),
@@ -110,7 +132,7 @@ def main(argv=None) -> int:
             "min_dcf_0.05": m["min_dcf_0.05"],
             "at_stored_thresholds": rates(scores, labels, cal),
         }
-    print(f"{summary['n_trials']} trials of {args.trials}, model {args.model}")
+    print(f"{summary['n_trials']} trials of {args.trials}, model {who}")
     for name in ("raw", "adapted"):
         r = summary[name]
         print(
