@@ -47,3 +47,22 @@ def test_fresh_install_verifies_with_the_starter_model(tmp_path):
     result = json.loads(out.stdout)
     assert result["model"]["source"].startswith("starter model")
     assert result["decision"] in ("same", "different") and np.isfinite(result["score"])
+
+
+def test_adapted_starter_keeps_a_decision(tmp_path, capsys):
+    """`audiocl adapt` on the starter gives a model that still decides: its adapted thresholds."""
+    import json
+
+    from audiocl.cli import main
+    from audiocl.synth import synthesize_corpus
+
+    root = synthesize_corpus(tmp_path / "v", speakers=5, utterances=4, duration=(1.0, 2.0))
+    out = tmp_path / "adapted.pt"
+    assert main(["adapt", str(root), "--model", str(STARTER_MODEL), "--out", str(out)]) == 0
+    capsys.readouterr()
+    a, b = sorted(str(p) for p in root.rglob("*.flac"))[:2]
+    rc = main(["verify", a, b, "--model", str(out), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert rc in (0, 1) and result["decision"] in ("same", "different")
+    adapted = checkpoint.load(STARTER_MODEL)["adapted_calibration"]
+    assert result["threshold"] == adapted["eer_threshold"]
