@@ -36,10 +36,11 @@ class Centered(nn.Module):
 
     def __init__(self, encoder: nn.Module, mean: Tensor):
         super().__init__()
-        dim = getattr(encoder, "embed_dim", None)
-        if dim is not None and mean.numel() != dim:
-            raise ModelError(f"the domain mean has {mean.numel()} values, the embeddings {dim}")
         self.encoder = encoder
+        if self.embed_dim is not None and mean.numel() != self.embed_dim:
+            raise ModelError(
+                f"the domain mean has {mean.numel()} values, the embeddings {self.embed_dim}"
+            )
         self.register_buffer("mean", mean.float().reshape(1, -1), persistent=False)
 
     @property

@@ -26,18 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-OPERATING_POINTS = ("eer", "min_dcf_0.05", "min_dcf_0.01")
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+from audiocl.operating_points import OPERATING_POINTS
+from audiocl.scoring import cosine_scores, l2_normalize
 
 
 def rates(scores, labels, cal: dict | None) -> dict:
     """False-accept and false-reject rates at each stored threshold."""
     out = {}
-    for op in OPERATING_POINTS:
-        t = (cal or {}).get(f"{op}_threshold")
+    for op, key in OPERATING_POINTS.items():
+        t = (cal or {}).get(key)
         if t is not None:
             out[op] = {
                 "threshold": t,
@@ -57,7 +54,7 @@ def check_against_model(model, root, keys, speaker, pair_of, enroll, test, label
         sel = np.flatnonzero(pair_of == pair)
         e = check.embed_many([root / keys[i] for i in enroll[sel]])
         t = check.embed_many([root / keys[i] for i in test[sel]])
-        gap = float(np.abs((e * t).sum(1) - adapted[sel]).max())
+        gap = float(np.abs(cosine_scores(e, t) - adapted[sel]).max())
     if gap > 1e-4:
         raise SystemExit(f"scores differ from Model.adapt's by {gap:.2e}")
 
@@ -74,17 +71,16 @@ def main(argv=None) -> int:
     import audiocl
     from audiocl import checkpoint
     from audiocl.adapt import MIN_FILES, domain_mean
+    from audiocl.evaluation import trial_files
     from audiocl.metrics import compute_metrics
+    from audiocl.scoring import score_pairs, trial_indices
     from audiocl.trials import read_trials
 
     root = args.audio_root or args.trials.parent
     trials = read_trials(args.trials)
-    keys = sorted({t.enroll for t in trials} | {t.test for t in trials})
-    row = {k: i for i, k in enumerate(keys)}
+    keys = trial_files(trials)
     speaker = np.array([k.split("/")[0] for k in keys])
-    enroll = np.array([row[t.enroll] for t in trials])
-    test = np.array([row[t.test] for t in trials])
-    labels = np.array([t.label for t in trials], dtype=np.int8)
+    enroll, test, labels = trial_indices(trials, {k: i for i, k in enumerate(keys)})
 
     if args.model:
         model = audiocl.load_model(args.model, min_speech=0.0)
@@ -98,9 +94,9 @@ def main(argv=None) -> int:
         missing = [k for k in keys if k not in where]
         if missing:
             raise SystemExit(f"{args.embeddings}: no embedding for {missing[0]}")
-        emb = unit(theirs[[where[k] for k in keys]])
+        emb = l2_normalize(theirs[[where[k] for k in keys]])
         model, data = None, {}
-    raw = (emb[enroll] * emb[test]).sum(1)
+    raw = score_pairs(emb, enroll, test)
 
     # the speakers of each trial, as a sorted pair ("a|a" for a target trial)
     pair_of = np.array(
@@ -113,8 +109,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"{args.trials}: fewer than {MIN_FILES} recordings outside {pair}")
         mean = domain_mean(emb[others])
         sel = np.flatnonzero(pair_of == pair)
-        a, b = unit(emb[enroll[sel]] - mean), unit(emb[test[sel]] - mean)
-        adapted[sel] = (a * b).sum(1)
+        adapted[sel] = cosine_scores(emb[enroll[sel]] - mean, emb[test[sel]] - mean)
 
     if model is not None:
         check_against_model(model, root, keys, speaker, pair_of, enroll, test, labels, adapted)
