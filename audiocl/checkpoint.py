@@ -91,20 +91,17 @@ def make_model_file(
     }
 
 
-def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
-    """The model file whose encoder weights are the mean of those of ``paths`` (model files or
-    training checkpoints of one architecture), as WeSpeaker averages its last checkpoints:
-    snapshots of one run, or of runs that continue one another, lie in one basin, and their mean
-    often generalises better than each. Integer buffers (batch counts) come from the last file;
-    config, speakers, step, name and licence too. ``ModelError`` names a file that does not
-    match the first."""
+def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, Any]]:
+    """The files of ``paths`` (at least two), checked to be one architecture: the same model
+    and features config (defaults filled in, so files from before a key existed still match)
+    and the same encoder weight names and shapes. ``ModelError`` names a file that differs
+    from the first."""
     if len(paths) < 2:
-        raise ModelError("averaging needs at least two model or checkpoint files")
+        raise ModelError(f"{what} needs at least two model or checkpoint files")
     from .config import Config, from_dict
 
     datas = [load(p) for p in paths]
-    first, last = datas[0], datas[-1]
-    # compared with defaults filled in: files from before a config key existed still match
+    first = datas[0]
     cfgs = [from_dict(Config, d["config"]) for d in datas]
     for path, data, cfg in zip(paths[1:], datas[1:], cfgs[1:], strict=True):
         for section in ("model", "features"):
@@ -118,6 +115,18 @@ def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
                     f"{path}: encoder weight {name} is {tuple(data['encoder'][name].shape)}, "
                     f"{paths[0]} has {tuple(t.shape)}"
                 )
+    return datas
+
+
+def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
+    """The model file whose encoder weights are the mean of those of ``paths`` (model files or
+    training checkpoints of one architecture), as WeSpeaker averages its last checkpoints:
+    snapshots of one run, or of runs that continue one another, lie in one basin, and their mean
+    often generalises better than each. Integer buffers (batch counts) come from the last file;
+    config, speakers, step, name and licence too. ``ModelError`` names a file that does not
+    match the first."""
+    datas = _load_matching(paths, "averaging")
+    last = datas[-1]
     state = {}
     for name, t in last["encoder"].items():
         if t.is_floating_point():
@@ -130,6 +139,47 @@ def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
     out.update({k: last[k] for k in PROVENANCE if k in last})
     out["averaged_from"] = [
         {"file": str(p), "step": int(d.get("step", 0))} for p, d in zip(paths, datas, strict=True)
+    ]
+    return out
+
+
+def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
+    """The model file of an ensemble (``audiocl.models.Ensemble``) of the encoders of ``paths``:
+    model files or training checkpoints of one architecture, trained independently (weights of
+    one run are better averaged). Its config is the first file's with ``model.members`` set;
+    ``ensemble_of`` lists each member's file, model id, step, config, provenance and what it was
+    averaged from; a provenance key all members share is kept as the ensemble's. No
+    calibration: the scores are new. ``ModelError`` for a file that does not match, is an ensemble, or is adapted."""
+    datas = _load_matching(paths, "an ensemble")
+    for path, data in zip(paths, datas, strict=True):
+        if data["config"].get("model", {}).get("members", 1) != 1:
+            raise ModelError(f"{path}: is an ensemble already; name its members instead")
+        if data.get("domain"):
+            raise ModelError(
+                f"{path}: is adapted to a domain (audiocl adapt); ensemble the unadapted "
+                "models, then adapt the ensemble"
+            )
+    state = {
+        f"members.{i}.{name}": t for i, d in enumerate(datas) for name, t in d["encoder"].items()
+    }
+    config = dict(datas[0]["config"])
+    config["model"] = {**config["model"], "members": len(datas)}
+    speakers = list(dict.fromkeys(s for d in datas for s in d.get("speakers") or []))
+    steps = sum(int(d.get("step", 0)) for d in datas)
+    out = make_model_file(state, config, steps, speakers)
+    for key in PROVENANCE:
+        values = [d.get(key) for d in datas]
+        if values[0] is not None and all(v == values[0] for v in values):
+            out[key] = values[0]
+    out["ensemble_of"] = [
+        {
+            "file": str(p),
+            "model_id": d.get("model_id") or model_id(d["encoder"]),
+            "step": int(d.get("step", 0)),
+            "config": d["config"],
+            **{k: d[k] for k in (*PROVENANCE, "averaged_from") if k in d},
+        }
+        for p, d in zip(paths, datas, strict=True)
     ]
     return out
 

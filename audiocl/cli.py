@@ -27,6 +27,7 @@ COMMANDS = {
     "import": "import_model",
     "export": "export",
     "average": "average",
+    "ensemble": "ensemble",
     "adapt": "adapt",
     "serve": "serve",
 }

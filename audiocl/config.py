@@ -150,6 +150,9 @@ class ModelConfig:
     channels: int = 512
     embed_dim: int = 192
     base_channels: int = 32
+    # more than 1: an ensemble of that many encoders of this architecture, made from trained
+    # model files by `audiocl ensemble` (training builds one encoder)
+    members: int = 1
     # "ecapa_speechbrain" only (SpeechBrain's ECAPA_TDNN layout, for imported models): one entry
     # per layer, the first a conv block, the last the aggregation layer, SE-Res2Net blocks between
     layer_channels: list[int] = field(default_factory=lambda: [512, 512, 512, 512, 1536])
@@ -433,6 +436,7 @@ RANGES = {
         "channels": ">= 1",
         "embed_dim": ">= 1",
         "base_channels": ">= 1",
+        "members": ">= 1",
         "layer_channels": ">= 1",
         "kernel_sizes": ">= 1",
         "dilations": ">= 1",
@@ -548,6 +552,11 @@ def validate(cfg: Config) -> None:
     _check_choice("features.window", cfg.features.window, ("default", *WINDOWS))
     _check_choice("features.frontend", cfg.features.frontend, list(FRONTENDS))
     m = cfg.model
+    if m.members != 1:
+        raise ConfigError(
+            "model.members: training builds one encoder; make an ensemble of trained models "
+            "with `audiocl ensemble`"
+        )
     if m.encoder == "ecapa_speechbrain":
         if not len(m.layer_channels) == len(m.kernel_sizes) == len(m.dilations) >= 3:
             raise ConfigError(

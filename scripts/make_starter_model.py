@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         type=Path,
         default=None,
         help="model file to package (default: RUN/model.pt; e.g. an `audiocl average` of runs "
-        "that continue RUN on its data)",
+        "that continue RUN on its data, or an `audiocl ensemble` of runs with RUN's hold-outs)",
     )
     p.add_argument("--data", default=None, help="data.root of the run (default: its config's)")
     p.add_argument("--dev", type=Path, default=None, help="dev folder with trials.txt")
@@ -99,10 +99,15 @@ def main(argv=None) -> int:
         work = Path(tmp) / "model.pt"
         data = checkpoint.load(model_path)
         # calibration is honest only if the model left out the speakers the run held out
+        # (every member of an ensemble: `audiocl ensemble` keeps their configs)
         held = [(s.path, s.hold_out) for s in cfg.data.sources]
-        theirs = [(s["path"], s.get("hold_out", 0)) for s in data["config"]["data"]["sources"]]
-        if theirs != held:
-            raise SystemExit(f"{model_path}: trained on other sources or hold-outs than {args.run}")
+        members = data.get("ensemble_of") or [data]
+        for m in members:
+            theirs = [(s["path"], s.get("hold_out", 0)) for s in m["config"]["data"]["sources"]]
+            if theirs != held:
+                raise SystemExit(
+                    f"{model_path}: trained on other sources or hold-outs than {args.run}"
+                )
         # stored in float16 when float32 would not fit the package budget
         fp32_mb = sum(t.numel() * 4 for t in data["encoder"].values()) / 2**20
         if fp32_mb > MAX_MB:
@@ -110,7 +115,9 @@ def main(argv=None) -> int:
                 k: v.half() if v.is_floating_point() else v for k, v in data["encoder"].items()
             }
         data.update(
-            name="audiocl starter (ECAPA-TDNN, real_cpu recipe without FSDD)",
+            name="audiocl starter ("
+            + (f"ensemble of {len(members)} ECAPA-TDNN" if len(members) > 1 else "ECAPA-TDNN")
+            + ", real_cpu recipe without FSDD)",
             license=LICENSE,
             attribution=ATTRIBUTION,
             calibration=None,

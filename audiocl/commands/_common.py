@@ -83,6 +83,13 @@ def add_skip_bad(p, what: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def add_model_files(p) -> None:
+    """FILE... and --out: commands that combine model files into one (average, ensemble)."""
+    p.add_argument("files", nargs="+", metavar="FILE", help="model or checkpoint files (2 or more)")
+    p.add_argument("--out", required=True, metavar="FILE", help="model file to write")
+    add_json(p)
+
+
 def add_json(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
 

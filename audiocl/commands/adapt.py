@@ -8,7 +8,7 @@ of AUDIO: unlabelled recordings (files, or folders searched recursively) of the 
 will verify: same language, microphones and rooms, many speakers (at least 20 recordings;
 more speakers make a better mean). A model trained on other speech gives every recording of a
 new domain a shared offset; removing it separates that domain's speakers better. The starter
-model: dev EER 7.96% -> 7.39% (docs/models.md).
+model: dev EER 7.35% -> 7.01% (docs/models.md).
 
   audiocl adapt recordings/ --out adapted.pt
   audiocl verify a.wav b.wav --model adapted.pt

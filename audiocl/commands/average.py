@@ -18,9 +18,7 @@ does not become the default model: name it with --model.
 
 
 def add_arguments(p):
-    p.add_argument("files", nargs="+", metavar="FILE", help="model or checkpoint files (2 or more)")
-    p.add_argument("--out", required=True, metavar="FILE", help="model file to write")
-    _common.add_json(p)
+    _common.add_model_files(p)
 
 
 def run(args) -> int:

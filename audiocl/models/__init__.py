@@ -7,6 +7,7 @@ from torch import nn
 from ..config import ModelConfig
 from .ecapa import EcapaTdnn
 from .ecapa_speechbrain import SpeechBrainEcapa
+from .ensemble import Ensemble
 from .heads import ProjectionHead
 from .resnet import ResNet34
 
@@ -19,6 +20,7 @@ ENCODERS: dict[str, type[nn.Module]] = {
 __all__ = [
     "ENCODERS",
     "EcapaTdnn",
+    "Ensemble",
     "ProjectionHead",
     "ResNet34",
     "SpeechBrainEcapa",
@@ -27,11 +29,14 @@ __all__ = [
 
 
 def build_encoder(cfg: ModelConfig, n_mels: int) -> nn.Module:
-    """The encoder named by ``cfg.encoder``; its ``embed_dim`` attribute is ``cfg.embed_dim``."""
+    """The encoder named by ``cfg.encoder``; its ``embed_dim`` attribute is ``cfg.embed_dim``
+    (``cfg.members`` times that for an ensemble of ``cfg.members`` such encoders)."""
     try:
         cls = ENCODERS[cfg.encoder]
     except KeyError:
         raise ValueError(
             f"unknown encoder {cfg.encoder!r}; choose one of: {', '.join(sorted(ENCODERS))}"
         ) from None
+    if cfg.members > 1:
+        return Ensemble([cls.from_config(cfg, n_mels) for _ in range(cfg.members)])
     return cls.from_config(cfg, n_mels)

@@ -1,0 +1,127 @@
+"""``audiocl ensemble``: independently trained encoders as one model whose score is the mean of
+theirs, usable everywhere a trained model is."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+import audiocl
+from audiocl import checkpoint
+from audiocl.cli import main
+from audiocl.config import ConfigError, load_config
+from audiocl.errors import ModelError
+from audiocl.synth import synthesize_corpus
+
+ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    root = synthesize_corpus(
+        tmp_path_factory.mktemp("voices"), speakers=3, utterances=2, duration=(1.0, 2.0)
+    )
+    return sorted(root.rglob("*.flac"))
+
+
+@pytest.fixture
+def members(tmp_path, make_tiny_model):
+    a = make_tiny_model(tmp_path / "a.pt", seed=1)
+    b = make_tiny_model(tmp_path / "b.pt", seed=2)
+    data = checkpoint.load(b)
+    data.update(step=300, name="run b", license="CC BY 4.0", speakers=["s2", "s3"])
+    checkpoint.save(b, data)
+    data = checkpoint.load(a)
+    data.update(step=200, license="CC BY 4.0", speakers=["s1", "s2"])
+    checkpoint.save(a, data)
+    return a, b
+
+
+def test_ensemble_scores_the_mean_of_its_members(tmp_path, members, voices, capsys):
+    a, b = members
+    out = tmp_path / "ab.pt"
+    assert main(["ensemble", str(a), str(b), "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    data = checkpoint.load(out)
+    assert info["model_id"] == data["model_id"] == checkpoint.model_id(data["encoder"])
+    assert info["embed_dim"] == 32 and data["config"]["model"]["members"] == 2
+    assert data["calibration"] is None and data["step"] == 500
+    assert data["speakers"] == ["s1", "s2", "s3"]
+    assert data["license"] == "CC BY 4.0" and "name" not in data  # only what all share
+    assert [m["name"] for m in data["ensemble_of"] if "name" in m] == ["run b"]
+    assert [m["model_id"] for m in data["ensemble_of"]] == [
+        checkpoint.load(p)["model_id"] for p in (a, b)
+    ]
+
+    ma, mb, mab = (audiocl.load_model(p, min_speech=0.0) for p in (a, b, out))
+    ea, eb, eab = (m.embed_many(voices) for m in (ma, mb, mab))
+    assert eab.shape == (len(voices), 32)
+    np.testing.assert_allclose(np.linalg.norm(eab, axis=1), 1.0, atol=1e-5)
+    # recordings under 30 s are one piece: the ensemble's cosine is the mean of the members'
+    np.testing.assert_allclose(eab @ eab.T, (ea @ ea.T + eb @ eb.T) / 2, atol=1e-5)
+    assert mab.model_id not in (ma.model_id, mb.model_id)
+
+
+def test_ensemble_is_a_model_everywhere(tmp_path, members, voices, capsys):
+    out = tmp_path / "ab.pt"
+    assert main(["ensemble", *map(str, members), "--out", str(out)]) == 0
+    db = tmp_path / "s.db"
+    assert (
+        main(["enroll", "--name", "x", str(voices[0]), "--model", str(out), "--db", str(db)]) == 0
+    )
+    capsys.readouterr()
+    rc = main(["verify", str(voices[1]), "--speaker", "x", "--model", str(out), "--db", str(db),
+               "--threshold", "0.5", "--json"])  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert rc in (0, 1) and result["decision"] in ("same", "different")
+    # a store of one member refuses the ensemble: other embeddings
+    db_a = tmp_path / "a.db"
+    assert (
+        main(
+            ["enroll", "--name", "x", str(voices[0]), "--model", str(members[0]), "--db", str(db_a)]
+        )
+        == 0
+    )
+    assert main(["verify", str(voices[1]), "--speaker", "x", "--model", str(out),
+                 "--db", str(db_a), "--threshold", "0.5"]) == 5  # fmt: skip
+    # adapting the ensemble centres its concatenated embeddings
+    adapted = audiocl.load_model(out, min_speech=0.0).adapt(voices * 4, tmp_path / "ad.pt")
+    assert adapted.embed(voices[0]).shape == (32,)
+
+
+@pytest.mark.skipif(not ONNX, reason="the onnx extra is not installed")
+def test_exported_ensemble_matches_torch(tmp_path, members, voices):
+    out = tmp_path / "ab.pt"
+    assert main(["ensemble", *map(str, members), "--out", str(out)]) == 0
+    assert main(["export", str(out), "--onnx", str(tmp_path / "ab.onnx")]) == 0
+    exported = audiocl.load_model(tmp_path / "ab.onnx", min_speech=0.0)
+    torch_model = audiocl.load_model(out, min_speech=0.0)
+    assert exported.model_id == torch_model.model_id
+    cos = (exported.embed_many(voices) * torch_model.embed_many(voices)).sum(1)
+    assert cos.min() > 0.9999
+
+
+def test_ensemble_refuses_what_it_cannot_combine(tmp_path, members, voices, capsys):
+    a, b = members
+    x = tmp_path / "x.pt"
+    assert main(["ensemble", str(a), "--out", str(x)]) == 4
+    assert "needs at least two" in capsys.readouterr().err
+    wide = checkpoint.load(a)
+    wide["config"]["model"]["channels"] = 64
+    checkpoint.save(tmp_path / "wide.pt", wide)
+    assert main(["ensemble", str(a), str(tmp_path / "wide.pt"), "--out", str(x)]) == 4
+    assert "wide.pt: its model config differs" in capsys.readouterr().err
+    assert main(["ensemble", str(a), str(b), "--out", str(tmp_path / "ab.pt")]) == 0
+    both = str(tmp_path / "ab.pt")
+    assert main(["ensemble", both, both, "--out", str(x)]) == 4
+    assert "ab.pt: is an ensemble already" in capsys.readouterr().err
+    audiocl.load_model(a, min_speech=0.0).adapt(voices * 4, tmp_path / "ad.pt")
+    with pytest.raises(ModelError, match="ad.pt: is adapted"):
+        checkpoint.ensemble([tmp_path / "ad.pt", b])
+    assert not x.exists()
+
+
+def test_training_refuses_an_ensemble_config(tmp_path):
+    with pytest.raises(ConfigError, match="model.members: training builds one encoder"):
+        load_config(None, ["model.members=2"])
