@@ -94,13 +94,19 @@ def make_model_file(
 def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, Any]]:
     """The files of ``paths`` (at least two), checked to be one architecture: the same model
     and features config (defaults filled in, so files from before a key existed still match)
-    and the same encoder weight names and shapes. ``ModelError`` names a file that differs
-    from the first."""
+    and the same encoder weight names and shapes, none adapted. ``ModelError`` names a file
+    that differs from the first."""
     if len(paths) < 2:
         raise ModelError(f"{what} needs at least two model or checkpoint files")
     from .config import Config, from_dict
 
     datas = [load(p) for p in paths]
+    for path, data in zip(paths, datas, strict=True):
+        if data.get("domain"):  # its mean belongs to its weights; the result would drop it
+            raise ModelError(
+                f"{path}: is adapted to a domain (audiocl adapt); combine the unadapted "
+                "models, then adapt the result"
+            )
     first = datas[0]
     cfgs = [from_dict(Config, d["config"]) for d in datas]
     for path, data, cfg in zip(paths[1:], datas[1:], cfgs[1:], strict=True):
@@ -154,11 +160,6 @@ def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
     for path, data in zip(paths, datas, strict=True):
         if data["config"].get("model", {}).get("members", 1) != 1:
             raise ModelError(f"{path}: is an ensemble already; name its members instead")
-        if data.get("domain"):
-            raise ModelError(
-                f"{path}: is adapted to a domain (audiocl adapt); ensemble the unadapted "
-                "models, then adapt the ensemble"
-            )
     state = {
         f"members.{i}.{name}": t for i, d in enumerate(datas) for name, t in d["encoder"].items()
     }

@@ -8,6 +8,7 @@ import torch
 
 import audiocl
 from audiocl import checkpoint
+from audiocl.adapt import adapted_model
 from audiocl.cli import main
 from audiocl.errors import ModelError
 
@@ -79,4 +80,8 @@ def test_average_refuses_files_that_do_not_match(tmp_path, make_tiny_model, caps
         == 4
     )
     assert "missing.pt: no such model" in capsys.readouterr().err
+    adapted = adapted_model(checkpoint.load(a), np.zeros(16, dtype=np.float32), files=20)
+    checkpoint.save(tmp_path / "adapted.pt", adapted)
+    with pytest.raises(ModelError, match="adapted.pt: is adapted to a domain"):
+        checkpoint.average([a, tmp_path / "adapted.pt"])
     assert not (tmp_path / "x.pt").exists()
