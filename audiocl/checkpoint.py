@@ -93,8 +93,8 @@ def make_model_file(
 
 def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, Any]]:
     """The files of ``paths`` (at least two), checked to be one architecture: the same model
-    and features config (defaults filled in, so files from before a key existed still match)
-    and the same encoder weight names and shapes, none adapted. ``ModelError`` names a file
+    and features config and sample rate (defaults filled in, so files from before a key
+    existed still match) and the same encoder weight names and shapes, none adapted. ``ModelError`` names a file
     that differs from the first."""
     if len(paths) < 2:
         raise ModelError(f"{what} needs at least two model or checkpoint files")
@@ -113,6 +113,11 @@ def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, 
         for section in ("model", "features"):
             if getattr(cfg, section) != getattr(cfgs[0], section):
                 raise ModelError(f"{path}: its {section} config differs from {paths[0]}'s")
+        if cfg.data.sample_rate != cfgs[0].data.sample_rate:
+            raise ModelError(
+                f"{path}: takes {cfg.data.sample_rate} Hz audio, {paths[0]} "
+                f"{cfgs[0].data.sample_rate} Hz"
+            )
         if data["encoder"].keys() != first["encoder"].keys():
             raise ModelError(f"{path}: its encoder has other weights than {paths[0]}'s")
         for name, t in first["encoder"].items():
@@ -155,7 +160,8 @@ def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
     one run are better averaged). Its config is the first file's with ``model.members`` set;
     ``ensemble_of`` lists each member's file, model id, step, config, provenance and what it was
     averaged from; a provenance key all members share is kept as the ensemble's. No
-    calibration: the scores are new. ``ModelError`` for a file that does not match, is an ensemble, or is adapted."""
+    calibration: the scores are new. ``ModelError`` for a file that does not match, is an
+    ensemble, or is adapted."""
     datas = _load_matching(paths, "an ensemble")
     for path, data in zip(paths, datas, strict=True):
         if data["config"].get("model", {}).get("members", 1) != 1:

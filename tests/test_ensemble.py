@@ -112,6 +112,11 @@ def test_ensemble_refuses_what_it_cannot_combine(tmp_path, members, voices, caps
     checkpoint.save(tmp_path / "wide.pt", wide)
     assert main(["ensemble", str(a), str(tmp_path / "wide.pt"), "--out", str(x)]) == 4
     assert "wide.pt: its model config differs" in capsys.readouterr().err
+    slow = checkpoint.load(a)
+    slow["config"]["data"]["sample_rate"] = 8000
+    checkpoint.save(tmp_path / "8k.pt", slow)
+    with pytest.raises(ModelError, match="8k.pt: takes 8000 Hz audio"):
+        checkpoint.ensemble([a, tmp_path / "8k.pt"])
     assert main(["ensemble", str(a), str(b), "--out", str(tmp_path / "ab.pt")]) == 0
     both = str(tmp_path / "ab.pt")
     assert main(["ensemble", both, both, "--out", str(x)]) == 4
