@@ -94,8 +94,8 @@ def make_model_file(
 def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, Any]]:
     """The files of ``paths`` (at least two), checked to be one architecture: the same model
     and features config and sample rate (defaults filled in, so files from before a key
-    existed still match) and the same encoder weight names and shapes, none adapted. ``ModelError`` names a file
-    that differs from the first."""
+    existed still match) and the same encoder weight names and shapes, none adapted.
+    ``ModelError`` names a file that differs from the first."""
     if len(paths) < 2:
         raise ModelError(f"{what} needs at least two model or checkpoint files")
     from .config import Config, from_dict
