@@ -8,12 +8,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (plain dict registry)
 _LAZY = {
-    "load_model": "api",
-    "Model": "api",
-    "Speakers": "api",
-    "Verification": "api",
-    "SpeakerStore": "store",
-    "Embedder": "embed",
+    "load_model": "app.api",
+    "Model": "app.api",
+    "Speakers": "app.api",
+    "Verification": "app.api",
+    "SpeakerStore": "inference.store",
+    "Embedder": "inference.embed",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -93,7 +93,7 @@ class AugmentConfig:
 
     Directories are relative to ``DataConfig.root`` unless absolute; an empty string means
     "simulate" (coloured noise, synthetic RIRs). ``files``: "all" files of ``noise_dir`` and
-    ``rir_dir``, or only their "train" part (``audiocl.noise_split``; the held-out part makes
+    ``rir_dir``, or only their "train" part (``audiocl.data.noise_split``; the held-out part makes
     the noisy dev set, ``scripts/make_noisy_dev.py``).
     """
 
@@ -144,7 +144,7 @@ class FeatureConfig:
 
 @dataclass
 class ModelConfig:
-    """Encoder choice and sizes. ``encoder`` is a key of ``audiocl.models.ENCODERS``."""
+    """Encoder choice and sizes. ``encoder`` is a key of ``audiocl.nn.encoders.ENCODERS``."""
 
     encoder: str = "ecapa_tdnn"
     channels: int = 512
@@ -246,7 +246,7 @@ class TrainConfig:
     deterministic: bool = False
     threads: int = 0
     # glibc keeps freed blocks for reuse instead of page-faulting them anew every step
-    # (audiocl/allocator.py: 1.5-1.65x faster CPU steps); process-wide, so it can be turned off
+    # (audiocl/training/allocator.py: 1.5-1.65x faster CPU steps); process-wide, so it can be turned off
     keep_freed_memory: bool = True
 
 
@@ -532,9 +532,9 @@ def _check_choice(key: str, value: str, choices) -> None:
 def validate(cfg: Config) -> None:
     """Every numeric field against its range, every named choice against its registry, and the
     combinations the types alone cannot express."""
-    from .corpus import FORMATS
-    from .features import FRONTENDS, WINDOWS
-    from .models import ENCODERS
+    from .data.corpus import FORMATS
+    from .nn.encoders import ENCODERS
+    from .nn.features import FRONTENDS, WINDOWS
     from .objectives import CONTRASTIVE  # the registries own the names
 
     _check_ranges(cfg)

@@ -1,4 +1,4 @@
-"""CPU training step with and without ``train.keep_freed_memory`` (``audiocl/allocator.py``).
+"""CPU training step with and without ``train.keep_freed_memory`` (``audiocl/training/allocator.py``).
 
 Each measurement is a fresh process (the allocator setting is process-wide, and a process that
 has already freed large blocks is fast by chance), timing ``--steps`` steps after ``--warmup``
@@ -7,7 +7,7 @@ so that drift of a noisy machine falls on both. Configs: the shipped ``real_cpu`
 2 s crop) and ``ssl_cpu`` (DINO, 2 x 2 s + 4 x 1 s crops), on synthetic voices with simulated
 noise and reverberation, so the script needs no shared data.
 
-    python scripts/bench_allocator.py [--repeats 2] [--steps 20] [--configs real_cpu ssl_cpu]
+    python benchmarks/bench_allocator.py [--repeats 2] [--steps 20] [--configs real_cpu ssl_cpu]
 
 Prints a table, then one JSON line.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 CHILD = """
 import sys
 from audiocl.config import load_config
-from audiocl.train import measure_step_seconds
+from audiocl.training.trainer import measure_step_seconds
 name, root, keep, warmup, steps = sys.argv[1:6]
 cfg = load_config(name, [
     f"data.root={root}", "data.sources=[{path: train, labelled: true}]",
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
 
-    from audiocl.synth import synthesize_corpus
+    from audiocl.data.synth import synthesize_corpus
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ synthetic speech, cropped to 2 s at 16 kHz; one CPU thread (``torch.set_num_thre
 Noise and RIRs come from ``--data``/noise and ``--data``/rir when present, else simulated.
 Target: full chain >= 300x real time on one core.
 
-    python scripts/bench_augment.py [--data ../shared/data] [--batch 64] [--repeats 10]
+    python benchmarks/bench_augment.py [--data ../shared/data] [--batch 64] [--repeats 10]
 
 Ends with one JSON line of the figures.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audiocl import augment as A
 from audiocl.config import AugmentConfig
-from audiocl.synth import synth_voice_params, synthesize_utterance
+from audiocl.data.synth import synth_voice_params, synthesize_utterance
+from audiocl.data import augment as A
 
 TARGET = 300.0
 

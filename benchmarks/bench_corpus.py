@@ -1,7 +1,7 @@
 """Benchmark corpus indexing: a generated VoxCeleb-layout tree of small files, indexed cold
 (no manifest: every header read) and warm (manifest cache), plus the memory per record.
 
-    python scripts/bench_corpus.py [--files 20000] [--workers N] [--keep DIR]
+    python benchmarks/bench_corpus.py [--files 20000] [--workers N] [--keep DIR]
 
 "Cold" means no manifest; the OS page cache is warm (the files were just written), so the figure
 is CPU-bound header parsing, not disk seeks. Ends with one JSON line of the figures.
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiocl.corpus import MANIFEST_NAME, open_corpus, read_headers
+from audiocl.data.corpus import MANIFEST_NAME, open_corpus, read_headers
 
 VOXCELEB2_UTTERANCES = 1_092_009
 VOXCELEB2_PATH = "id00012/21Uxsk56VDQ/00001.wav"  # a typical relative path (29 characters)

@@ -1,4 +1,4 @@
-"""Benchmark: decoding speed of each container ``audiocl.audio.load`` reads, against FLAC.
+"""Benchmark: decoding speed of each container ``audiocl.io.audio.load`` reads, against FLAC.
 
 Training reads random 2 s spans of its files (``load(path, start=..., duration=2.0)``), so span
 reads matter most: libsndfile seeks in FLAC and WAV; m4a (AAC) and webm (Opus), which PyAV
@@ -6,7 +6,7 @@ decodes, seek to the nearest keyframe and decode 0.2 s of pre-roll. One 60 s, 16
 recording (seeded speech-like signal) is written in every format, then decoded whole
 (``--repeats`` times) and as ``--spans`` random 2 s spans, on one thread; best of ``--repeats``.
 
-    python scripts/bench_decode.py [--seconds 60] [--spans 200] [--repeats 3]
+    python benchmarks/bench_decode.py [--seconds 60] [--spans 200] [--repeats 3]
 
 Prints a table (real-time factors and the ratio to FLAC), then one JSON line of the figures.
 """
@@ -40,13 +40,13 @@ def write_all(folder: Path, wave: np.ndarray) -> dict[str, Path]:
     for name, subtype in (("flac", "PCM_16"), ("wav", "PCM_16"), ("ogg", "VORBIS")):
         paths[name] = folder / f"voice.{name}"
         sf.write(paths[name], wave, SR, subtype=subtype)
-    from audiocl import av_decode
+    from audiocl.io import av_decode
 
     if not av_decode.available():
         return paths
     import torch
 
-    from audiocl.audio import resample
+    from audiocl.io.audio import resample
 
     for name, codec in (("m4a", "aac"), ("webm", "libopus")):
         rate = 48000 if codec == "libopus" else SR  # Opus runs at 48 kHz
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from audiocl import audio
+    from audiocl.io import audio
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)

@@ -2,7 +2,7 @@
 
 Measures, with the same audio and ``torch.set_num_threads(--threads)`` on both sides:
 
-* real-time factor (seconds of audio per second of compute) of ``audiocl.embed.Embedder``
+* real-time factor (seconds of audio per second of compute) of ``audiocl.inference.embed.Embedder``
   (Fbank + ECAPA, equal-length batches, chunking of long audio) for a batch of 3 s
   utterances and a batch of 60 s utterances, with three backends: PyTorch fp32, the exported
   ONNX graph under onnxruntime (``--backend onnx``; needs the onnx extra), and PyTorch with
@@ -23,7 +23,7 @@ Timings: ``--rounds`` rounds alternate between the two sides (each a fresh proce
 ``--repeats`` timed passes per case) and the best round of each side is kept, so that both see the same load
 on a shared machine (``--omp-wait-policy PASSIVE`` helps when the machine is busy).
 
-    python scripts/bench_embed.py [--sb-python /work/sbenv/venv/bin/python] [--threads 2]
+    python benchmarks/bench_embed.py [--sb-python /work/sbenv/venv/bin/python] [--threads 2]
 
 Target: audiocl (PyTorch fp32) >= 1.2x SpeechBrain's real-time factor; the 10-minute file under
 1 GB peak.
@@ -77,9 +77,9 @@ def bench_config(layout: str = "audiocl"):
 def build_ours(layout: str = "audiocl"):
     import torch
 
-    from audiocl.embed import Embedder
-    from audiocl.features import build_frontend
-    from audiocl.models import build_encoder
+    from audiocl.inference.embed import Embedder
+    from audiocl.nn.encoders import build_encoder
+    from audiocl.nn.features import build_frontend
 
     cfg = bench_config(layout)
     torch.manual_seed(0)
@@ -96,11 +96,11 @@ def build_variant(variant: str, threads: int):
     PyTorch with SpeechBrain's layout."""
     emb = build_ours("speechbrain" if variant == "sb_layout" else "audiocl")
     if variant == "onnx":
-        from audiocl import checkpoint
         from audiocl.config import to_dict
-        from audiocl.embed import Embedder
-        from audiocl.export import to_onnx_bytes
-        from audiocl.onnx_backend import OnnxNet
+        from audiocl.inference.embed import Embedder
+        from audiocl.interop.export import to_onnx_bytes
+        from audiocl.interop.onnx_runtime import OnnxNet
+        from audiocl.modelfile import checkpoint
 
         cfg = bench_config()
         data = checkpoint.make_model_file(emb.encoder.state_dict(), to_dict(cfg), step=0)

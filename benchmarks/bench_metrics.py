@@ -5,7 +5,7 @@ Synthetic embeddings with speaker structure (so the EER is meaningful): each spe
 unit centre, each utterance is centre + noise. Trials are random pairs, half target.
 Target: scoring + EER + minDCF(0.01, 0.05) of 1M trials in under 2 s.
 
-    python scripts/bench_metrics.py [--trials 1000000] [--embeddings 20000] [--dim 192]
+    python benchmarks/bench_metrics.py [--trials 1000000] [--embeddings 20000] [--dim 192]
 
 Prints a table, then one JSON line of the figures (seconds).
 """
@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from audiocl.metrics import compute_metrics
-from audiocl.scoring import as_norm_trials, score_pairs, trial_indices
+from audiocl.scoring.metrics import compute_metrics
+from audiocl.scoring.scores import as_norm_trials, score_pairs, trial_indices
 
 
 def make_data(n_emb, dim, n_spk, n_trials, n_cohort, noise, rng):

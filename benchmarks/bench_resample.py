@@ -1,4 +1,4 @@
-"""Benchmark: audiocl's torch resampler (``audiocl.audio.resample``) against soxr on the CPU.
+"""Benchmark: audiocl's torch resampler (``audiocl.io.audio.resample``) against soxr on the CPU.
 
 The question it answers: should decoding resample with soxr (a C library) instead of our own
 windowed-sinc polyphase resampler? Ours is needed anyway for batched speed perturbation on the
@@ -8,7 +8,7 @@ telephone audio) and for speed perturbation (16 kHz x 0.9 and 1.1); the best of 
 is kept. Accuracy: the error of each against an exact band-limited reference (a sum of tones
 below both Nyquist rates, evaluated analytically at the output times), away from the edges.
 
-    python scripts/bench_resample.py [--seconds 30] [--repeats 5]
+    python benchmarks/bench_resample.py [--seconds 30] [--repeats 5]
 
 Prints a table, then one JSON line of the figures.
 """
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from audiocl.audio import resample
+    from audiocl.io.audio import resample
 
     torch.set_num_threads(1)
     try:

@@ -7,7 +7,7 @@ requests per second, p50 and p95 latency, and the share of the compute bound, wh
 rate at which the same process type embeds the same two files in a loop without HTTP
 (``Embedder.embed_waves``, as the service calls it, ``--threads`` torch threads).
 
-    python scripts/bench_serve.py [--requests 48] [--threads 2] [--model M]
+    python benchmarks/bench_serve.py [--requests 48] [--threads 2] [--model M]
 
 Goal: at least 80% of the compute bound at 4 clients. Prints a table, then one JSON line.
 """
@@ -44,9 +44,9 @@ def voice(seconds: float, seed: int) -> np.ndarray:
 def make_model(path: Path) -> None:
     import torch
 
-    from audiocl import checkpoint
     from audiocl.config import Config, to_dict
-    from audiocl.models import build_encoder
+    from audiocl.modelfile import checkpoint
+    from audiocl.nn.encoders import build_encoder
 
     cfg = Config()
     cfg.model.channels, cfg.model.embed_dim = 512, 192

@@ -10,7 +10,7 @@ training-free baselines on its trials.txt:
 The task should be learnable but not trivial: the plain MFCC-mean baseline should sit well
 between 0 % and 50 % EER.
 
-    python scripts/bench_synth.py [--speakers 20] [--utterances 12] [--seed 0]
+    python benchmarks/bench_synth.py [--speakers 20] [--utterances 12] [--seed 0]
 
 Ends with one JSON line of the figures.
 """
@@ -29,10 +29,10 @@ import numpy as np
 def main() -> None:
     import librosa
 
-    from audiocl.audio import load
-    from audiocl.metrics import eer
-    from audiocl.synth import synthesize_corpus
-    from audiocl.trials import read_trials
+    from audiocl.data.synth import synthesize_corpus
+    from audiocl.data.trials import read_trials
+    from audiocl.io.audio import load
+    from audiocl.scoring.metrics import eer
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--speakers", type=int, default=20)

@@ -8,7 +8,7 @@
    line protocol on stdin/stdout. The two sides alternate (A, B, A, B, ...) and never run at the
    same time (the other one is blocked on a pipe read). Both use the same loss: a linear
    classifier (192 -> 1000 classes) and cross-entropy. Target: ours >= 1.3x faster.
-2. End-to-end training throughput: ``audiocl.train.Trainer`` (DataLoader workers, crop reading,
+2. End-to-end training throughput: ``audiocl.training.trainer.Trainer`` (DataLoader workers, crop reading,
    augmentation, Fbank, SpecAugment, model, objective, AdamW/Adam step, grad clipping) on a
    synthetic corpus, against the compute-only step of the same module, optimiser and objective
    on precomputed features. For each data configuration (num_workers, torch threads) the
@@ -16,7 +16,7 @@
 3. Where a batch's data time goes (read, each augmentation, Fbank, SpecAugment, handing the
    batch over from a worker).
 
-    python scripts/bench_train.py [--sb-python /work/sbenv/venv/bin/python] [--quick]
+    python benchmarks/bench_train.py [--sb-python /work/sbenv/venv/bin/python] [--quick]
 
 Ends with one JSON line of the figures.
 """
@@ -163,7 +163,7 @@ def find_sb_python(arg: str | None) -> tuple[str | None, str]:
 
 
 def bench_step(args) -> dict:
-    from audiocl.models.ecapa import EcapaTdnn
+    from audiocl.nn.ecapa import EcapaTdnn
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -237,7 +237,7 @@ def print_step_table(res: dict, args) -> None:
             f"parameter difference {diff:+,}: SpeechBrain's MFA conv and first attention conv "
             "are full conv blocks (BatchNorm(1536) + BatchNorm(128) = 3,072 + 256 = 3,328);\n"
             "  also reflect vs zero padding and biased vs unbiased global-context std, so outputs "
-            "differ by design (see audiocl/models/ecapa.py)."
+            "differ by design (see audiocl/nn/ecapa.py)."
         )
     else:
         print(f"NOTE: SpeechBrain is absent, no comparison: {res['speechbrain_note']}")
@@ -311,7 +311,7 @@ def compute_only(trainer, feats: torch.Tensor, labels: torch.Tensor, steps: int)
 
 
 def one_batch_feats(trainer):
-    from audiocl.data import ViewBatches
+    from audiocl.data.views import ViewBatches
 
     cfg = trainer.cfg
     ds = ViewBatches(trainer.data, cfg.data, cfg.augment, cfg.train.seed)
@@ -325,14 +325,14 @@ def one_batch_feats(trainer):
 def e2e_run(root: Path, objective: str, workers: int, threads: int, args) -> dict:
     """Alternating rounds of compute-only steps and a fresh end-to-end Trainer run.
 
-    Each round times ``--compute-steps`` compute-only steps, then runs ``audiocl.train.Trainer``
+    Each round times ``--compute-steps`` compute-only steps, then runs ``audiocl.training.trainer.Trainer``
     for ``--e2e-warmup + --e2e-steps`` steps with ``log_every=1``, so its ``metrics.jsonl`` gives
     per-step wall times; the warm-up steps (worker start-up, first allocations) are dropped.
     Only one side runs at a time (a Trainer's loader workers end with its run). The fraction is
     median compute-only step / median end-to-end step over all rounds (medians resist bursts of
     load from other users of the machine); per-round fractions and means are reported too.
     """
-    from audiocl.train import Trainer, read_metrics
+    from audiocl.training.trainer import Trainer, read_metrics
 
     steps = args.e2e_warmup + args.e2e_steps
     compute, e2e, rounds = [], [], []
@@ -376,8 +376,8 @@ def profile_data(root: Path, objective: str, args) -> dict:
     """Per-batch data cost on one thread: crop reading, each augmentation, Fbank, SpecAugment,
     and the wait per batch on a 1-worker DataLoader with nothing else running (the pipeline's
     own rate, hand-over from the worker included)."""
-    from audiocl.data import ViewBatches, make_loader
-    from audiocl.train import Trainer
+    from audiocl.data.views import ViewBatches, make_loader
+    from audiocl.training.trainer import Trainer
 
     torch.set_num_threads(1)
     cfg = make_config(root, objective, 0, 1, 1, 1)
@@ -514,7 +514,7 @@ def main() -> None:
             {k: v for k, v in res.items() if not k.endswith("_steps") and "torch" not in k}
         )
     if not args.skip_e2e:
-        from audiocl.synth import synthesize_corpus
+        from audiocl.data.synth import synthesize_corpus
 
         os.environ.setdefault("AUDIOCL_HOME", tempfile.mkdtemp(prefix="audiocl-home-"))
         rows = []

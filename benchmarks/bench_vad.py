@@ -1,4 +1,4 @@
-"""Benchmark: the two voice activity detectors (``audiocl.vad``), speed and effect on the EER.
+"""Benchmark: the two voice activity detectors (``audiocl.io.vad``), speed and effect on the EER.
 
 * speed: real-time factor of each detector alone (decoded audio in memory, 1 thread);
 * refusals: how many files of each trial list get less than ``--min-speech`` seconds of speech
@@ -6,7 +6,7 @@
 * effect: EER of ``--model`` on each trial list without trimming and with ``--vad`` trimming by
   each detector (raw cosine, no cache).
 
-    python scripts/bench_vad.py --model runs/real_cpu/model.pt \\
+    python benchmarks/bench_vad.py --model runs/real_cpu/model.pt \\
         --trials ../shared/data/dev/hsb-commonvoice/trials.txt \\
         --audio-root ../shared/data/dev/hsb-commonvoice [--trials T2 --audio-root R2]
 
@@ -37,9 +37,9 @@ def main(argv=None) -> int:
     import torch
 
     import audiocl
-    from audiocl import audio
-    from audiocl.trials import read_trials
-    from audiocl.vad import DETECTORS, HOP_SECONDS
+    from audiocl.data.trials import read_trials
+    from audiocl.io import audio
+    from audiocl.io.vad import DETECTORS, HOP_SECONDS
 
     torch.set_num_threads(args.threads)
     detectors = [d for d in DETECTORS if d != "silero" or importlib.util.find_spec("silero_vad")]

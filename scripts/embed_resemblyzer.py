@@ -1,5 +1,5 @@
 """Embed the files of a trial list with Resemblyzer's pretrained GE2E encoder, for
-``scripts/study_adapt.py --embeddings`` (the reference the starter model is compared with).
+``studies/study_adapt.py --embeddings`` (the reference the starter model is compared with).
 
 Runs in its own environment (no audiocl import): Resemblyzer pins old librosa and webrtcvad.
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 import audiocl
-from audiocl import checkpoint
 from audiocl.config import Config, to_dict
-from audiocl.models import build_encoder
+from audiocl.modelfile import checkpoint
+from audiocl.nn.encoders import build_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_audio"

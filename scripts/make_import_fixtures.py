@@ -299,8 +299,8 @@ def check_import(toolkit: str, folder: Path, files: list[Path], reference) -> No
     import soundfile as sf
 
     import audiocl
-    from audiocl import checkpoint
-    from audiocl.importers import IMPORTERS
+    from audiocl.interop.importers import IMPORTERS
+    from audiocl.modelfile import checkpoint
 
     out = folder / "audiocl.pt"
     checkpoint.save(out, IMPORTERS[toolkit](folder))

@@ -2,13 +2,13 @@
 
 Train with ``augment.files: train`` (and ``augment.noise_dir``/``augment.rir_dir`` pointing at
 ``--data``/noise and ``--data``/rir): training then sees only the training part of those folders
-(``audiocl.noise_split``, by file name); this script uses only the held-out part.
+(``audiocl.data.noise_split``, by file name); this script uses only the held-out part.
 
 Writes every file referenced by ``--data``/``--set``/trials.txt to
 ``OUT/<set name>-noisy/<same relative path>`` (16-bit, atomic) and copies trials.txt there
 unchanged. Per file, from a generator seeded by (``--seed``, relative path): with probability 0.5
-reverb with a random held-out RIR (``audiocl.augment.Reverb``: aligned to the direct path, RMS
-kept), then always held-out noise (``audiocl.augment.AddNoise``: a random file at a random offset,
+reverb with a random held-out RIR (``audiocl.data.augment.Reverb``: aligned to the direct path, RMS
+kept), then always held-out noise (``audiocl.data.augment.AddNoise``: a random file at a random offset,
 tiled to the full length) at an SNR uniform in 0-15 dB against the (reverberant) speech; finally
 scaled down to a peak of 0.99 if louder.
 
@@ -36,12 +36,12 @@ from pathlib import Path
 
 import torch
 
-from audiocl.audio import load, save
-from audiocl.augment import AddNoise, Reverb, load_noise_bank, load_rir_bank
+from audiocl.data.augment import AddNoise, Reverb, load_noise_bank, load_rir_bank
+from audiocl.data.noise_split import split_folder
+from audiocl.data.trials import read_trials
 from audiocl.errors import AudioError, DataError
 from audiocl.fileio import atomic_path, write_text_atomic
-from audiocl.noise_split import split_folder
-from audiocl.trials import read_trials
+from audiocl.io.audio import load, save
 
 SAMPLE_RATE = 16000
 REVERB_P = 0.5

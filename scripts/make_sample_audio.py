@@ -1,7 +1,7 @@
 """Regenerate ``sample_audio/``: 3 synthetic voices x 2 clips of 3 s, 16 kHz 16-bit FLAC.
 
 Deterministic: running it again rewrites identical files. The voices are speakers of
-``audiocl.synth`` with the master seed below (chosen to be clearly different: a high, a low and
+``audiocl.data.synth`` with the master seed below (chosen to be clearly different: a high, a low and
 a mid voice); both clips of a voice share one recording channel, with new words each time.
 
     python scripts/make_sample_audio.py [--out sample_audio]
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audiocl.audio import save
-from audiocl.synth import synth_channel, synth_voice_params, synthesize_utterance
+from audiocl.data.synth import synth_channel, synth_voice_params, synthesize_utterance
+from audiocl.io.audio import save
 
 SEED = 2024
 VOICES = {"alice": 0, "bob": 8, "carol": 5}  # name -> speaker id under SEED

@@ -35,9 +35,9 @@ def held_out_trials(cfg, folder: Path) -> list[tuple[Path, Path, str, list[str]]
     speakers out: trials of its held-out speakers, and the recordings of the others."""
     import numpy as np
 
-    from audiocl.corpus import open_corpus
-    from audiocl.data import held_out_speakers, resolve
-    from audiocl.trials import make_trials, write_trials
+    from audiocl.data.corpus import open_corpus
+    from audiocl.data.trials import make_trials, write_trials
+    from audiocl.data.views import held_out_speakers, resolve
 
     out = []
     for k, src in enumerate(cfg.data.sources):
@@ -86,8 +86,8 @@ def main(argv=None) -> int:
     import torch
 
     import audiocl
-    from audiocl import checkpoint
     from audiocl.config import load_config
+    from audiocl.modelfile import checkpoint
     from audiocl.paths import STARTER_MODEL
 
     overrides = [f"data.root={args.data}"] if args.data else []

@@ -12,7 +12,7 @@ Output under --out:
   each corpus folder also gets audiocl's index (``.audiocl_manifest.npz``)
 
 Why FLAC: training reads random 2 s spans, which libsndfile seeks to in FLAC; an m4a span is
-decoded from the nearest keyframe (``scripts/bench_decode.py`` measures the difference).
+decoded from the nearest keyframe (``benchmarks/bench_decode.py`` measures the difference).
 
 Resumable: every output file is written atomically (temporary name, then rename), so a file
 that exists is complete, and a rerun converts only what is missing. ``--dry-run`` reports what
@@ -81,8 +81,8 @@ def find_sets(vox1: Path | None, vox2: Path | None, out: Path) -> list[tuple[str
 
 def convert(pair: tuple[Path, Path]) -> str | None:
     """Decode one file, write 16 kHz mono FLAC atomically; returns an error line or None."""
-    from audiocl import audio
     from audiocl.errors import AudioError
+    from audiocl.io import audio
 
     src, dst = pair
     try:
@@ -105,8 +105,8 @@ def find_lists(roots: list[Path]) -> dict[str, Path]:
 def write_trials(lists: dict[str, Path], wav_root: Path, out_dir: Path) -> dict[str, dict]:
     """Each official list rewritten with ``.flac`` names (``1 id10270/x/00001.flac ...``), after
     checking that every file it names was converted."""
+    from audiocl.data.trials import read_trials
     from audiocl.fileio import write_text_atomic
-    from audiocl.trials import read_trials
 
     report = {}
     for name, path in lists.items():
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
         print(f"skipped: {line}", file=sys.stderr)
     summary["errors"] = len(errors)
 
-    from audiocl.corpus import open_corpus
+    from audiocl.data.corpus import open_corpus
 
     for name in sorted({s[0] for s in sets}):
         folder = args.out / name / "wav"

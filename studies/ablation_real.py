@@ -14,12 +14,12 @@ ways to spend it:
 
     # on the reference machine itself: each variant trains for --minutes of wall time (its
     # cosine schedule is over the base's 1,150 steps unless --rates gives its own step count)
-    python scripts/ablation_real.py --data ../shared/data --minutes 55 --out runs/ablation
+    python studies/ablation_real.py --data ../shared/data --minutes 55 --out runs/ablation
 
     # measure every variant's seconds per step on the reference machine once ...
-    python scripts/ablation_real.py --data ../shared/data --measure docs/ablation_rates.json
+    python studies/ablation_real.py --data ../shared/data --measure docs/ablation_rates.json
     # ... then anywhere (a GPU): each variant trains for the steps it makes in --minutes there
-    python scripts/ablation_real.py --data DATA --minutes 55 --rates docs/ablation_rates.json \
+    python studies/ablation_real.py --data DATA --minutes 55 --rates docs/ablation_rates.json \
         --device cuda --jobs 4 --out runs/ablation
 
 A batch is a function of (seed, step) alone, so the step-budget run trains on the same batches
@@ -139,7 +139,7 @@ def combine(results: list[dict], out: Path) -> None:
 
 def measure(names: list[str], args) -> dict:
     """Seconds per training step of each variant on this machine (``--warmup`` steps skipped)."""
-    from audiocl.train import measure_step_seconds
+    from audiocl.training.trainer import measure_step_seconds
 
     rates = json.loads(args.measure.read_text()) if args.measure.is_file() else {}
     rates.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores")
@@ -179,8 +179,8 @@ def run_variant(name: str, args, cohort: Path) -> dict:
     if args.device:
         extra += [f"train.device={args.device}", "train.amp=off"]
     cfg = variant_config(name, args.data, extra, args.out)
-    from audiocl.api import load_model
-    from audiocl.train import fit, read_metrics
+    from audiocl.app.api import load_model
+    from audiocl.training.trainer import fit, read_metrics
 
     if not (run / "model.pt").is_file():
         t0 = time.monotonic()

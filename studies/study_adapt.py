@@ -7,7 +7,7 @@ unlabelled recordings and then verifies new people. Prints, for the model as it 
 EER, minDCF, and the false-accept / false-reject rates at the thresholds the model carries
 (``calibration`` for raw scores, ``adapted_calibration`` for adapted ones), then one JSON line.
 
-    python scripts/study_adapt.py --model audiocl/pretrained/starter.pt \\
+    python studies/study_adapt.py --model audiocl/pretrained/starter.pt \\
         --trials ../shared/data/dev/hsb-commonvoice/trials.txt
 
 Speakers are the first path component of the trial list's entries (VoxCeleb layout). One
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audiocl.operating_points import OPERATING_POINTS
-from audiocl.scoring import cosine_scores, l2_normalize
+from audiocl.scoring.operating_points import OPERATING_POINTS
+from audiocl.scoring.scores import cosine_scores, l2_normalize
 
 
 def rates(scores, labels, cal: dict | None) -> dict:
@@ -69,12 +69,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import audiocl
-    from audiocl import checkpoint
-    from audiocl.adapt import MIN_FILES, domain_mean
-    from audiocl.evaluation import trial_files
-    from audiocl.metrics import compute_metrics
-    from audiocl.scoring import score_pairs, trial_indices
-    from audiocl.trials import read_trials
+    from audiocl.data.trials import read_trials
+    from audiocl.inference.adapt import MIN_FILES, domain_mean
+    from audiocl.modelfile import checkpoint
+    from audiocl.scoring.evaluation import trial_files
+    from audiocl.scoring.metrics import compute_metrics
+    from audiocl.scoring.scores import score_pairs, trial_indices
 
     root = args.audio_root or args.trials.parent
     trials = read_trials(args.trials)
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         data = checkpoint.load(args.model)
         emb = model.embed_many([root / k for k in keys])
     else:
-        from audiocl.embeddings_file import load_embeddings
+        from audiocl.inference.embeddings_file import load_embeddings
 
         ids, theirs, _ = load_embeddings(args.embeddings)
         where = {k: i for i, k in enumerate(ids)}

@@ -14,8 +14,8 @@ training part of the noise and RIRs, ``augment.files: train``).
   AAM alone (on the labelled utterances), AAM jointly with DINO, and DINO pre-training for half
   the budget followed by AAM fine-tuning (``train.init``) for the other half.
 
-    python scripts/study_ssl.py --data ../shared/data --measure docs/study_rates.json
-    python scripts/study_ssl.py --study objectives --data ../shared/data --minutes 30 \\
+    python studies/study_ssl.py --data ../shared/data --measure docs/study_rates.json
+    python studies/study_ssl.py --study objectives --data ../shared/data --minutes 30 \\
         --rates docs/study_rates.json --noisy /work/noisy_dev/hsb-commonvoice-noisy \\
         --out runs/study [--device cuda --jobs 4]
 
@@ -128,7 +128,7 @@ def row_config(name: str, data: Path, extra: list[str]):
 
 def measure(names: list[str], args) -> None:
     """Seconds per training step of each row's config on this machine."""
-    from audiocl.train import measure_step_seconds
+    from audiocl.training.trainer import measure_step_seconds
 
     rates = json.loads(args.measure.read_text()) if args.measure.is_file() else {}
     rates.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores")
@@ -163,7 +163,7 @@ def scores(model, run: Path, args) -> dict:
 
 def rescore(name: str, args) -> dict:
     """Score a trained row again (after a change in evaluation), keeping its training."""
-    from audiocl.api import load_model
+    from audiocl.app.api import load_model
 
     run = args.out / name
     result = json.loads((run / "results.json").read_text())
@@ -193,8 +193,8 @@ def run_row(name: str, args) -> dict:
             raise SystemExit(f"{name} starts from {init}: run {row['init']} first")
         extra.append(f"train.init={init}")
     cfg = row_config(name, args.data, extra)
-    from audiocl.api import load_model
-    from audiocl.train import fit, read_metrics
+    from audiocl.app.api import load_model
+    from audiocl.training.trainer import fit, read_metrics
 
     if not (run / "model.pt").is_file():
         t0 = time.monotonic()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from audiocl import checkpoint
 from audiocl.config import Config, to_dict
-from audiocl.models import build_encoder
+from audiocl.modelfile import checkpoint
+from audiocl.nn.encoders import build_encoder
 
 
 @pytest.fixture(scope="session")

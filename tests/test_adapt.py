@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import audiocl
-from audiocl import checkpoint
-from audiocl.cli import main
+from audiocl.app.cli import main
+from audiocl.data.synth import synthesize_corpus
 from audiocl.errors import ModelMismatchError
-from audiocl.synth import synthesize_corpus
+from audiocl.modelfile import checkpoint
 
 ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
 

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from audiocl.allocator import keep_freed_memory
+from audiocl.training.allocator import keep_freed_memory
 
 CHILD = """
 import resource, sys
 import torch
-from audiocl.allocator import keep_freed_memory
+from audiocl.training.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt

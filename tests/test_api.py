@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import audiocl
+from audiocl.data.synth import synthesize_corpus
 from audiocl.errors import AudioError, StoreError
-from audiocl.synth import synthesize_corpus
 
 
 @pytest.fixture(scope="module")

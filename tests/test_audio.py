@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-import audiocl.audio as audio
-from audiocl.audio import AUDIO_EXTENSIONS, AudioInfo, info, load, resample, save
+import audiocl.io.audio as audio
 from audiocl.errors import AudioError
+from audiocl.io.audio import AUDIO_EXTENSIONS, AudioInfo, info, load, resample, save
 
 
 def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from audiocl import augment as A
-from audiocl.audio import save
 from audiocl.config import AugmentConfig
+from audiocl.data.synth import synth_voice_params, synthesize_utterance
+from audiocl.data import augment as A
 from audiocl.errors import ConfigError, DataError
-from audiocl.synth import synth_voice_params, synthesize_utterance
+from audiocl.io.audio import save
 
 SR = 16000
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

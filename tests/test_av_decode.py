@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from audiocl import audio
 from audiocl.errors import AudioError
+from audiocl.io import audio
 
 av = pytest.importorskip("av")
 SR = 16000
@@ -22,7 +22,7 @@ def tone_voice(seconds: float, sr: int = 48000) -> np.ndarray:
 
 
 def write_av(path, wave: np.ndarray, sr: int, codec: str, channels: int = 1) -> None:
-    from audiocl.av_decode import encode
+    from audiocl.io.av_decode import encode
 
     encode(path, np.tile(wave[None, :], (channels, 1)), sr, codec)
 
@@ -66,8 +66,8 @@ def test_whole_files_and_spans_decode(tmp_path, suffix, codec):
 
 
 def test_corpus_and_commands_read_m4a(tmp_path, make_tiny_model, capsys):
-    from audiocl.cli import main
-    from audiocl.corpus import open_corpus
+    from audiocl.app.cli import main
+    from audiocl.data.corpus import open_corpus
 
     root = tmp_path / "vox"
     for spk in ("id00001", "id00002"):
@@ -87,7 +87,7 @@ def test_corpus_and_commands_read_m4a(tmp_path, make_tiny_model, capsys):
 
 
 def test_without_pyav_the_error_names_what_to_install(tmp_path, monkeypatch):
-    from audiocl import av_decode
+    from audiocl.io import av_decode
 
     path = tmp_path / "voice.m4a"
     write_av(path, tone_voice(1.0, 16000), 16000, "aac")

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import audiocl
-from audiocl import checkpoint
-from audiocl.adapt import adapted_model
-from audiocl.cli import main
+from audiocl.app.cli import main
 from audiocl.errors import ModelError
+from audiocl.inference.adapt import adapted_model
+from audiocl.modelfile import checkpoint
 
 
 def _as_training_checkpoint(path, step):

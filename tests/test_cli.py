@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from audiocl import checkpoint
-from audiocl.cli import COMMANDS, main
-from audiocl.synth import synthesize_corpus
+from audiocl.app.cli import COMMANDS, main
+from audiocl.data.synth import synthesize_corpus
+from audiocl.modelfile import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_help_for_every_command(capsys):
 def test_every_option_is_described():
     import argparse
 
-    from audiocl.cli import build_parser
+    from audiocl.app.cli import build_parser
 
     missing = []
 

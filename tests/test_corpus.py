@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import audiocl.corpus as corpus_mod
-from audiocl.corpus import (
+import audiocl.data.corpus as corpus_mod
+from audiocl.data.corpus import (
     MANIFEST_NAME,
     Corpus,
     Utterance,

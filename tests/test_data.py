@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from audiocl.config import load_config
-from audiocl.data import BatchSampler, ViewBatches, open_training_data
-from audiocl.synth import synthesize_corpus
+from audiocl.data.synth import synthesize_corpus
+from audiocl.data.views import BatchSampler, ViewBatches, open_training_data
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_label_fraction_keeps_a_fixed_share_of_speakers(root):
 
 
 def test_disjoint_starts_do_not_overlap_when_there_is_room():
-    from audiocl.data import disjoint_starts
+    from audiocl.data.views import disjoint_starts
 
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -152,7 +152,7 @@ def test_disjoint_crops_share_no_samples(root):
     ds = ViewBatches(data, cfg.data, cfg.augment, seed=1)
     long = int(np.argmax(data.corpus.durations))  # 2.5 s at most: room for two 0.25 s crops
     crops = ds.read_crops(long, np.random.default_rng(0), 2, 4000, disjoint=True)
-    wave = __import__("audiocl").audio.load(data.corpus[long].path, 16000)
+    wave = __import__("audiocl.io.audio").io.audio.load(data.corpus[long].path, 16000)
     found = [
         int(
             np.flatnonzero(
@@ -168,8 +168,8 @@ def test_disjoint_crops_share_no_samples(root):
 
 
 def test_speed_copies_are_new_classes_and_views_share_the_speed(root, monkeypatch):
-    from audiocl.augment import SpeedPerturb
-    from audiocl.data import num_classes
+    from audiocl.data.augment import SpeedPerturb
+    from audiocl.data.views import num_classes
 
     cfg = config(root, "augment.speed_as_new_speaker=true", "augment.speed_p=0.67")
     data = open_training_data(cfg.data)
@@ -204,8 +204,8 @@ def test_speed_copies_are_new_classes_and_views_share_the_speed(root, monkeypatc
 
 
 def test_hold_out_leaves_speakers_out_of_training(root):
-    from audiocl.corpus import open_corpus
-    from audiocl.data import held_out_speakers
+    from audiocl.data.corpus import open_corpus
+    from audiocl.data.views import held_out_speakers
 
     srcs = "data.sources=[{path: a, labelled: true, hold_out: 1}, {path: b, labelled: false}]"
     data = open_training_data(config(root, srcs).data)

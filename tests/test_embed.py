@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from audiocl.config import Config
-from audiocl.embed import Embedder
 from audiocl.errors import AudioError
-from audiocl.features import Fbank
-from audiocl.models import build_encoder
-from audiocl.vad import SpeechGate
+from audiocl.inference.embed import Embedder
+from audiocl.io.vad import SpeechGate
+from audiocl.nn.encoders import build_encoder
+from audiocl.nn.features import Fbank
 
 SR = 16000
 

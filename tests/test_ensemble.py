@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import audiocl
-from audiocl import checkpoint
-from audiocl.cli import main
+from audiocl.app.cli import main
 from audiocl.config import ConfigError, load_config
+from audiocl.data.synth import synthesize_corpus
 from audiocl.errors import ModelError
-from audiocl.synth import synthesize_corpus
+from audiocl.modelfile import checkpoint
 
 ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from audiocl import checkpoint
-from audiocl.cli import main
+from audiocl.app.cli import main
 from audiocl.config import Config, to_dict
-from audiocl.export import ConvFbank
-from audiocl.features import Fbank
-from audiocl.models import build_encoder
-from audiocl.synth import synthesize_corpus
+from audiocl.data.synth import synthesize_corpus
+from audiocl.interop.export import ConvFbank
+from audiocl.modelfile import checkpoint
+from audiocl.nn.encoders import build_encoder
+from audiocl.nn.features import Fbank
 
 
 @pytest.mark.parametrize("kaldi", [False, True])
@@ -63,9 +63,9 @@ def voices(tmp_path_factory):
 @onnx_deps
 @pytest.mark.parametrize("encoder", ["ecapa_tdnn", "resnet34"])
 def test_graph_matches_torch_at_any_length(tmp_path, encoder):
-    from audiocl.embed import build_inference_model
-    from audiocl.export import export_onnx
-    from audiocl.onnx_backend import OnnxNet
+    from audiocl.inference.embed import build_inference_model
+    from audiocl.interop.export import export_onnx
+    from audiocl.interop.onnx_runtime import OnnxNet
 
     model = _model(tmp_path / "m.pt", encoder)
     out, cosine = export_onnx(model, tmp_path / "m.onnx")
@@ -126,7 +126,7 @@ def test_exported_file_is_a_model_everywhere(tmp_path, voices, capsys):
 @onnx_deps
 def test_export_refuses_a_disagreeing_graph_and_bad_files(tmp_path, capsys):
     from audiocl.errors import ModelError
-    from audiocl.export import check_graph, to_onnx_bytes
+    from audiocl.interop.export import check_graph, to_onnx_bytes
 
     a, b = _model(tmp_path / "a.pt", seed=1), _model(tmp_path / "b.pt", seed=2)
     with pytest.raises(ModelError, match="disagrees with PyTorch"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audiocl.config import FeatureConfig
-from audiocl.features import Fbank, SpecAugment, mel_matrix
+from audiocl.nn.features import Fbank, SpecAugment, mel_matrix
 
 
 def _signal(n: int, seed: int = 0) -> np.ndarray:

@@ -6,8 +6,8 @@ from conftest import real_data_dir
 
 from audiocl import paths
 from audiocl.config import load_config
-from audiocl.synth import synthesize_corpus
-from audiocl.train import fit
+from audiocl.data.synth import synthesize_corpus
+from audiocl.training.trainer import fit
 
 
 def snapshot(folder: Path) -> dict:

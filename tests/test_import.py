@@ -12,8 +12,8 @@ import torch
 import yaml
 
 import audiocl
-from audiocl import checkpoint
-from audiocl.cli import main
+from audiocl.app.cli import main
+from audiocl.modelfile import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLKITS = ("speechbrain", "wespeaker")
@@ -93,7 +93,7 @@ def test_embeddings_match_the_toolkit(tmp_path, toolkit, fixture):
 
 def test_wespeaker_res2net_rotation_matters(tmp_path):
     """Without the group rotation the ECAPA import disagrees with WeSpeaker."""
-    from audiocl.importers import wespeaker as ws
+    from audiocl.interop import wespeaker as ws
 
     fixture = FIXTURES["wespeaker"]["models"][0]
     rotate = ws._rotate
@@ -125,7 +125,7 @@ def test_front_end_matters(tmp_path, toolkit):
 
 @pytest.mark.parametrize("toolkit", TOOLKITS)
 def test_imported_model_works_everywhere(tmp_path, capsys, toolkit):
-    from audiocl.synth import synthesize_corpus
+    from audiocl.data.synth import synthesize_corpus
 
     fixture = FIXTURES[toolkit]["models"][0]
     folder = MODEL_DIRS[toolkit](tmp_path / "source", fixture)
@@ -217,7 +217,7 @@ def test_bad_speechbrain_folders_are_named(tmp_path, capsys):
 
 def test_hyperpyyaml_references(tmp_path):
     from audiocl.errors import ModelError
-    from audiocl.importers.speechbrain import HyperParams, Tagged
+    from audiocl.interop.speechbrain import HyperParams, Tagged
 
     path = tmp_path / "h.yaml"
     path.write_text(

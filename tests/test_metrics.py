@@ -5,7 +5,7 @@ from scipy.optimize import brentq
 from sklearn.metrics import roc_curve
 
 from audiocl.errors import DataError
-from audiocl.metrics import compute_metrics, det_curve, eer, min_dcf
+from audiocl.scoring.metrics import compute_metrics, det_curve, eer, min_dcf
 
 
 def test_perfectly_separated_gives_zero():

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from audiocl.config import ModelConfig
-from audiocl.models import ENCODERS, EcapaTdnn, ProjectionHead, ResNet34, build_encoder
-from audiocl.models.ecapa import _Moments, _ScaleAdd, _WeightedMoments
+from audiocl.nn.ecapa import _Moments, _ScaleAdd, _WeightedMoments
+from audiocl.nn.encoders import ENCODERS, EcapaTdnn, ProjectionHead, ResNet34, build_encoder
 
 
 def _params(module: torch.nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""Noise/RIR split (audiocl.noise_split) and the noisy dev set (scripts/make_noisy_dev.py)."""
+"""Noise/RIR split (audiocl.data.noise_split) and the noisy dev set (scripts/make_noisy_dev.py)."""
 
 import importlib.util
 import json
@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiocl.augment import AddNoise, Reverb, build_augment, load_noise_bank, load_rir_bank
 from audiocl.config import AugmentConfig, load_config
+from audiocl.data.augment import AddNoise, Reverb, build_augment, load_noise_bank, load_rir_bank
+from audiocl.data.noise_split import group_of, split_folder, split_names
+from audiocl.data.synth import synthesize_corpus
+from audiocl.data.trials import read_trials
 from audiocl.errors import ConfigError, DataError
-from audiocl.noise_split import group_of, split_folder, split_names
-from audiocl.synth import synthesize_corpus
-from audiocl.trials import read_trials
 
 SR = 16000
 # The names of /work/shared/data/noise (names only; the data is not read here).

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiocl.config import ObjectiveConfig
-from audiocl.models.heads import ProjectionHead
+from audiocl.nn.heads import ProjectionHead
 from audiocl.objectives import (
     AAMSoftmax,
     MarginSchedule,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiocl.config import ObjectiveConfig
-from audiocl.models.heads import ProjectionHead
+from audiocl.nn.heads import ProjectionHead
 from audiocl.objectives import BYOL, CLIP, CONTRASTIVE, DINO, SwAV, build_objective
 from audiocl.objectives.collapse import collapse_reason, spread
 from audiocl.objectives.common import cross_view_pairs

@@ -3,8 +3,8 @@ import sys
 
 import numpy as np
 
-from audiocl.metrics import det_curve
-from audiocl.plots import plot_det, plot_score_hist
+from audiocl.scoring.metrics import det_curve
+from audiocl.scoring.plots import plot_det, plot_score_hist
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -45,7 +45,7 @@ def test_plotting_never_imports_pyplot(tmp_path):
     # Run in a fresh interpreter: the module must draw without pyplot (no global backend change).
     code = (
         "import sys, numpy as np\n"
-        "from audiocl.plots import plot_det, plot_score_hist\n"
+        "from audiocl.scoring.plots import plot_det, plot_score_hist\n"
         "plot_det(sys.argv[1] + '/d.png', {'a': (np.array([1.0, 0.2, 0.0]), np.array([0.0, 0.1, 1.0]))})\n"
         "plot_score_hist(sys.argv[1] + '/h.png', np.array([0.1, 0.9]), np.array([0, 1]))\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("av")
 
-from audiocl import audio  # noqa: E402
-from audiocl.av_decode import encode  # noqa: E402
+from audiocl.io import audio  # noqa: E402
+from audiocl.io.av_decode import encode  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_voxceleb.py"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from audiocl.errors import DataError
-from audiocl.metrics import compute_metrics
-from audiocl.scoring import (
+from audiocl.scoring.metrics import compute_metrics
+from audiocl.scoring.scores import (
     as_norm_trials,
     calibration_from_metrics,
     cohort_stats,

@@ -15,10 +15,10 @@ pytest.importorskip("httpx")
 pytest.importorskip("multipart")
 
 import audiocl  # noqa: E402
-from audiocl.cli import main  # noqa: E402
-from audiocl.service import create_app  # noqa: E402
-from audiocl.store import SpeakerStore  # noqa: E402
-from audiocl.synth import synthesize_corpus  # noqa: E402
+from audiocl.app.cli import main  # noqa: E402
+from audiocl.app.service import create_app  # noqa: E402
+from audiocl.data.synth import synthesize_corpus  # noqa: E402
+from audiocl.inference.store import SpeakerStore  # noqa: E402
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -100,7 +100,7 @@ def test_verify_takes_the_operating_point(tmp_path, make_tiny_model, voices):
     """The model's thresholds per operating point, as ``audiocl verify --operating-point``."""
     from fastapi.testclient import TestClient
 
-    from audiocl.checkpoint import set_calibration
+    from audiocl.modelfile.checkpoint import set_calibration
 
     path = make_tiny_model(tmp_path / "m.pt")
     cal = {"eer_threshold": -1.0, "min_dcf_0.01_threshold": 1.5, "min_dcf_0.05_threshold": 0.0}
@@ -246,7 +246,7 @@ def test_load_concurrent_enrolments_and_verifications(tmp_path, make_tiny_model,
 
 
 def test_batcher_merges_concurrent_requests_and_keeps_their_rows():
-    from audiocl.service import Batcher
+    from audiocl.app.service import Batcher
 
     calls = []
 

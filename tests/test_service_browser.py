@@ -37,9 +37,9 @@ def server(tmp_path, make_tiny_model):
     import uvicorn
 
     import audiocl
-    from audiocl import checkpoint
-    from audiocl.service import create_app
-    from audiocl.synth import synthesize_corpus
+    from audiocl.app.service import create_app
+    from audiocl.data.synth import synthesize_corpus
+    from audiocl.modelfile import checkpoint
 
     path = make_tiny_model(tmp_path / "m.pt")
     cal = {"eer_threshold": 0.5, "min_dcf_0.01_threshold": 0.99, "scale": "cosine"}

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from audiocl import checkpoint
+from audiocl.modelfile import checkpoint
 from audiocl.paths import STARTER_MODEL
 
 pytestmark = pytest.mark.skipif(not STARTER_MODEL.is_file(), reason="no starter model shipped")
@@ -29,7 +29,7 @@ def test_starter_model_file():
 
 
 def test_fresh_install_verifies_with_the_starter_model(tmp_path):
-    from audiocl.synth import synthesize_corpus
+    from audiocl.data.synth import synthesize_corpus
 
     root = synthesize_corpus(tmp_path / "v", speakers=2, utterances=2, duration=(2.0, 3.0))
     a, b = sorted(str(p) for p in root.rglob("*.flac"))[:2]
@@ -53,8 +53,8 @@ def test_adapted_starter_keeps_a_decision(tmp_path, capsys):
     """`audiocl adapt` on the starter gives a model that still decides: its adapted thresholds."""
     import json
 
-    from audiocl.cli import main
-    from audiocl.synth import synthesize_corpus
+    from audiocl.app.cli import main
+    from audiocl.data.synth import synthesize_corpus
 
     root = synthesize_corpus(tmp_path / "v", speakers=5, utterances=4, duration=(1.0, 2.0))
     out = tmp_path / "adapted.pt"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from audiocl.errors import StoreError
-from audiocl.store import SpeakerStore
+from audiocl.inference.store import SpeakerStore
 
 D = 16
 

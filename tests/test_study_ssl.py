@@ -1,4 +1,4 @@
-"""scripts/study_ssl.py end to end on a tiny synthetic copy of the shared data's layout: a row
+"""studies/study_ssl.py end to end on a tiny synthetic copy of the shared data's layout: a row
 trains for its step budget, is scored on the clean and noisy dev sets, is not run again, and
 ``--rescore`` scores it again."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from audiocl.synth import synthesize_corpus
+from audiocl.data.synth import synthesize_corpus
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study_ssl.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "study_ssl.py"
 SETS = ["librispeech-tc100", "arabic-commands", "fsdd", "speechocean762"]
 TINY = [
     "model.channels=32",

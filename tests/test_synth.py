@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiocl.cli import main
-from audiocl.errors import DataError
-from audiocl.synth import (
+from audiocl.app.cli import main
+from audiocl.data.synth import (
     synth_channel,
     synth_voice_params,
     synthesize_corpus,
     synthesize_utterance,
 )
+from audiocl.errors import DataError
 
 
 def _voice(i: int):
@@ -160,8 +160,8 @@ def test_rerun_replaces_and_foreign_folder_is_refused(tmp_path):
 
 
 def test_open_corpus_matches_trial_ids(tmp_path):
-    from audiocl.corpus import open_corpus
-    from audiocl.trials import read_trials
+    from audiocl.data.corpus import open_corpus
+    from audiocl.data.trials import read_trials
 
     out = synthesize_corpus(tmp_path / "c", speakers=3, utterances=3, seed=2, duration=(0.3, 0.4))
     corpus = open_corpus(out, cache=False)

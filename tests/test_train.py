@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from audiocl import checkpoint
 from audiocl.config import load_config
-from audiocl.synth import synthesize_corpus
-from audiocl.train import Trainer, find_checkpoints, fit
+from audiocl.data.synth import synthesize_corpus
+from audiocl.modelfile import checkpoint
+from audiocl.training.trainer import Trainer, find_checkpoints, fit
 
 TINY = [
     "model.channels=64",
@@ -251,7 +251,7 @@ class _ConstantEncoder(torch.nn.Module):
 
 
 def test_collapsed_run_is_flagged(corpus, tmp_path, monkeypatch, caplog):
-    import audiocl.train as train_mod
+    import audiocl.training.trainer as train_mod
 
     monkeypatch.setattr(train_mod, "build_encoder", lambda cfg, n_mels: _ConstantEncoder(32))
     cfg = tiny_config(corpus, "train.steps=4", "optim.warmup_steps=0", "objective.contrastive=byol")
@@ -265,7 +265,7 @@ def test_collapsed_run_is_flagged(corpus, tmp_path, monkeypatch, caplog):
 def test_healthy_run_is_not_flagged(corpus, tmp_path):
     cfg = tiny_config(corpus, "train.steps=4", "optim.warmup_steps=0")
     run = fit(cfg, tmp_path / "run", quiet=True)
-    from audiocl.train import read_metrics
+    from audiocl.training.trainer import read_metrics
 
     records = [r for r in read_metrics(run) if "loss" in r]
     assert records and not any("collapse" in r for r in records)
@@ -327,7 +327,7 @@ def test_init_from_a_checkpoint_on_the_same_speakers_keeps_the_classifier(corpus
 
 
 def test_cli_init_flag(corpus, tmp_path):
-    from audiocl.cli import main
+    from audiocl.app.cli import main
 
     cfg_path = tmp_path / "c.yaml"
     from audiocl.config import save_config

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from audiocl.corpus import Corpus, Utterance
+from audiocl.data.corpus import Corpus, Utterance
+from audiocl.data.trials import Trial, make_trials, read_trials, write_trials
 from audiocl.errors import DataError
-from audiocl.trials import Trial, make_trials, read_trials, write_trials
 
 VOX = """1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav
 0 id10270/x6uYqmx31kE/00001.wav id10300/ize_eiCFEg0/00003.wav

@@ -10,10 +10,10 @@ import soundfile as sf
 import torch
 
 import audiocl
-from audiocl.cli import main
+from audiocl.app.cli import main
+from audiocl.data.synth import synthesize_corpus
 from audiocl.errors import AudioError, ConfigError
-from audiocl.synth import synthesize_corpus
-from audiocl.vad import HOP_SECONDS, EnergyVAD, SpeechGate
+from audiocl.io.vad import HOP_SECONDS, EnergyVAD, SpeechGate
 
 SR = 16000
 T = torch.arange(3 * SR) / SR

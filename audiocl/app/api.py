@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .embed import Embedder
-from .errors import AudioError, ConfigError, ModelError, StoreError
-from .operating_points import OPERATING_POINTS
-from .scoring import cosine_scores
-from .store import SpeakerRecord, SpeakerStore
+from ..errors import AudioError, ConfigError, ModelError, StoreError
+from ..inference.embed import Embedder
+from ..inference.store import SpeakerRecord, SpeakerStore
+from ..scoring.operating_points import OPERATING_POINTS
+from ..scoring.scores import cosine_scores
 
 Audio = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -121,7 +121,7 @@ class Model:
             raise AudioError("<waveform>", "contains NaN or Inf samples")
         sr = self.sample_rate if sample_rate is None else int(sample_rate)
         if sr != self.sample_rate:
-            from .audio import resample
+            from ..io.audio import resample
 
             w = resample(w, sr, self.sample_rate)
         return self.embedder.gate(w, self.sample_rate, "<waveform>")
@@ -164,8 +164,9 @@ class Model:
         calibration is the model's ``adapted_calibration`` when it has one, else none.
         ``on_error(index, error)``: skip unreadable recordings instead of stopping.
         """
-        from . import adapt, checkpoint
-        from .onnx_backend import is_onnx_file
+        from ..inference import adapt
+        from ..interop.onnx_runtime import is_onnx_file
+        from ..modelfile import checkpoint
 
         if self.path is None or is_onnx_file(self.path):
             raise ModelError(f"{self.path}: adapt the model file (.pt) it was exported from")
@@ -240,9 +241,9 @@ class Model:
         cache, a folder, or False. ``max_cohort`` files of the cohort at most (a ``seed``-ed
         sample); ``progress(total, what)`` may return an ``update(n)`` callback.
         """
-        from .cohort import MAX_COHORT
-        from .embedding_cache import EmbeddingCache, default_cache_dir
-        from .evaluation import run_evaluation, write_report
+        from ..inference.embedding_cache import EmbeddingCache, default_cache_dir
+        from ..scoring.cohort import MAX_COHORT
+        from ..scoring.evaluation import run_evaluation, write_report
 
         emb_cache = None
         if cache:
@@ -270,8 +271,8 @@ class Model:
         file, for ``verify`` to use. Returns the calibration record."""
         import time
 
-        from .checkpoint import set_calibration
-        from .scoring import calibration_from_metrics
+        from ..modelfile.checkpoint import set_calibration
+        from ..scoring.scores import calibration_from_metrics
 
         if self.path is None:
             raise ModelError("this model was not loaded from a file: nowhere to store calibration")
@@ -285,7 +286,7 @@ class Model:
 
 
 class Speakers:
-    """A :class:`~audiocl.store.SpeakerStore` bound to a model: enroll and identify from audio."""
+    """A :class:`~audiocl.inference.store.SpeakerStore` bound to a model: enroll and identify from audio."""
 
     def __init__(self, model: Model, store: SpeakerStore):
         self.model = model
@@ -368,17 +369,17 @@ def load_model(
     or an ``.onnx`` file from ``audiocl export``). ``backend``: "torch", "onnx" (onnxruntime)
     or "auto" (onnx for ``.onnx`` files). Audio with less than ``min_speech`` seconds of
     detected speech raises ``AudioError`` ("no speech found"; 0 turns the check off); ``vad``
-    ("energy" or "silero") also trims leading and trailing non-speech (``audiocl.vad``).
+    ("energy" or "silero") also trims leading and trailing non-speech (``audiocl.io.vad``).
 
     ``path=None``: ``AUDIOCL_MODEL``, else the model the last ``audiocl train``/``quickstart``
     produced. Loading never runs code from the file (``torch.load(weights_only=True)``).
     """
-    from .paths import resolve_model
+    from ..paths import resolve_model
 
     resolved, source = resolve_model(path)
     if path is not None:
         source = "argument"
-    from .vad import SpeechGate
+    from ..io.vad import SpeechGate
 
     gate = SpeechGate(vad or "energy", min_speech, trim=vad is not None)
     embedder = Embedder.from_file(resolved, device=device, backend=backend, gate=gate)

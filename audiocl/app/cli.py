@@ -1,4 +1,4 @@
-"""The ``audiocl`` command line: one subcommand per module in ``audiocl.commands``.
+"""The ``audiocl`` command line: one subcommand per module in ``audiocl.app.commands``.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
 and imports heavy libraries inside ``run`` so that ``--help`` stays fast. Library errors
@@ -11,9 +11,9 @@ import argparse
 import importlib
 import sys
 
-from .errors import AudioclError
+from ..errors import AudioclError
 
-# name -> module under audiocl.commands (plain dict registry; order is the help order)
+# name -> module under audiocl.app.commands (plain dict registry; order is the help order)
 COMMANDS = {
     "synth": "synth",
     "train": "train",
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"audiocl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

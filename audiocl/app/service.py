@@ -1,6 +1,6 @@
 """The speaker-verification service behind ``audiocl serve``: a FastAPI app over the Python API.
 
-It holds one :class:`~audiocl.api.Model` and one SQLite speaker store and has no scoring logic of
+It holds one :class:`~audiocl.app.api.Model` and one SQLite speaker store and has no scoring logic of
 its own: every endpoint decodes the uploads, calls the API and returns JSON. Errors are the
 library's (the same messages as the command line) as ``{"error": ..., "exit_code": ...}`` with a
 4xx status: bad audio or silence 422, an unknown speaker 404, a store holding another model's
@@ -23,9 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .api import Model, Speakers
-from .audio import READ_EXTENSIONS
-from .errors import (
+from ..errors import (
     AudioclError,
     AudioError,
     ConfigError,
@@ -34,7 +32,9 @@ from .errors import (
     StoreError,
     UnknownSpeakerError,
 )
-from .operating_points import OPERATING_POINTS
+from ..io.audio import READ_EXTENSIONS
+from ..scoring.operating_points import OPERATING_POINTS
+from .api import Model, Speakers
 
 WEB_DIR = Path(__file__).parent / "web"
 # status of each library error (most specific first)
@@ -289,6 +289,6 @@ def _add_routes(app, svc: Service) -> None:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

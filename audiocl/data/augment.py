@@ -10,7 +10,7 @@ same generator state gives the same batch. Inputs are never modified in place.
 ``RandomCrop`` is the only augmentation that changes ``S``. ``build_augment`` makes the chain of a
 training config: speed -> reverb -> babble -> noise -> gain.
 
-Speed (``scripts/bench_augment.py``, one CPU core, batch 64 x 2 s at 16 kHz, every augmentation
+Speed (``benchmarks/bench_augment.py``, one CPU core, batch 64 x 2 s at 16 kHz, every augmentation
 applied to every example): the full chain crop + speed + reverb + noise + gain runs at about
 2000-2600x real time (real noise/RIR files or simulated), against a target of 300x; per
 augmentation 2000-9000x (babble ~1900x, excluding the cost of reading the other utterances).
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from .config import AugmentConfig
-from .errors import ConfigError, DataError
+from ..config import AugmentConfig
+from ..errors import ConfigError, DataError
 
 # Power-spectrum slope range of simulated noise: 0 = white, 1 = pink, 2 = brown (red).
 NOISE_SLOPES = (0.0, 2.0)
@@ -104,7 +104,7 @@ _BANKS: dict[tuple, object] = {}
 def _audio_files(folder: Path, what: str, part: str = "all") -> list[Path]:
     """Audio files under ``folder``; ``part`` "train" or "heldout" keeps that part of
     ``noise_split.split_names`` (held-out files corrupt the noisy dev set, never training)."""
-    from .audio import READ_EXTENSIONS
+    from ..io.audio import READ_EXTENSIONS
 
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found")
@@ -130,7 +130,7 @@ def load_noise_bank(
     Returns ``(samples (N,), spans (F, 2))`` with ``spans[i] = (offset, length)`` of file ``i``.
     Loaded once per process and folder (cached in memory).
     """
-    from .audio import load
+    from ..io.audio import load
 
     folder = Path(folder).expanduser().resolve()
     key = ("noise", str(folder), sample_rate, part)
@@ -160,7 +160,7 @@ def load_rir_bank(
 ) -> torch.Tensor:
     """All RIR files of ``folder`` prepared by ``prepare_rir``, zero-padded into ``(R, L)``.
     Loaded once per process and folder (cached in memory)."""
-    from .audio import load
+    from ..io.audio import load
 
     folder = Path(folder).expanduser().resolve()
     key = ("rir", str(folder), sample_rate, max_seconds, part)
@@ -443,7 +443,7 @@ def _wrap_to(x: torch.Tensor, num_samples: int) -> torch.Tensor:
 
 class SpeedPerturb(Augmentation):
     """Speed perturbation (tempo and pitch together, like ``sox speed``) by resampling with
-    ``audiocl.audio.resample(w, round(sr * speed), sr)``; the factor is chosen per example from
+    ``audiocl.io.audio.resample(w, round(sr * speed), sr)``; the factor is chosen per example from
     ``speeds``, and examples with the same factor are resampled together in one batched call.
     Slower audio (factor < 1) is longer: a random span of the input that yields exactly ``S``
     samples is resampled; faster audio is shorter and is wrap-padded back to ``S``."""
@@ -470,7 +470,7 @@ class SpeedPerturb(Augmentation):
         self, wave: torch.Tensor, choice: torch.Tensor, generator: torch.Generator
     ) -> torch.Tensor:
         """``wave (b, S)`` with row ``i`` at speed ``speeds[choice[i]]`` (``-1``: unchanged)."""
-        from .audio import resample
+        from ..io.audio import resample
 
         b, s = wave.shape
         pos = _rand(b, generator, "cpu")

@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import READ_EXTENSIONS, info
-from .errors import AudioError, DataError
-from .fileio import atomic_path
+from ..errors import AudioError, DataError
+from ..fileio import atomic_path
+from ..io.audio import READ_EXTENSIONS, info
 
 MANIFEST_NAME = ".audiocl_manifest.npz"
 _CACHE_VERSION = 2
@@ -449,7 +449,7 @@ def read_headers(paths: Sequence[str], workers: int | None = None) -> list[tuple
 
 def _cache_paths(source: Path) -> list[Path]:
     """Where the manifest cache of ``source`` may live: beside it, then in the user data dir."""
-    from .paths import data_dir
+    from ..paths import data_dir
 
     if source.is_dir():
         local = source / MANIFEST_NAME

@@ -12,7 +12,7 @@ in, the Python hash seed or a random generator):
   prefix of groups whose number of files is closest to ``fraction * files`` (at least one group,
   and at least one group left for training).
 
-Training uses ``augment.files: train``: ``audiocl.augment`` then keeps only the training part of
+Training uses ``augment.files: train``: ``audiocl.data.augment`` then keeps only the training part of
 ``augment.noise_dir`` and ``augment.rir_dir`` (``split_names`` with the default
 ``HELDOUT_FRACTION``); the held-out part corrupts the noisy dev set
 (``scripts/make_noisy_dev.py``).
@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .audio import READ_EXTENSIONS
-from .errors import DataError
+from ..errors import DataError
+from ..io.audio import READ_EXTENSIONS
 
 HELDOUT_FRACTION = 0.3
 _TRAILING_INDEX = re.compile(r"_\d+$")
@@ -78,7 +78,7 @@ def split_names(names: list[str], fraction: float = HELDOUT_FRACTION) -> Split:
 
 def list_audio(folder: str | os.PathLike) -> list[str]:
     """Relative POSIX paths of the audio files under ``folder`` (recursively, as
-    ``audiocl.augment`` lists a noise or RIR folder), sorted."""
+    ``audiocl.data.augment`` lists a noise or RIR folder), sorted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found")

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from .audio import save
+from ..errors import DataError
+from ..fileio import write_text_atomic
+from ..io.audio import save
 from .corpus import Corpus, Utterance
-from .errors import DataError
-from .fileio import write_text_atomic
 from .trials import make_trials, write_trials
 
 # Reference (adult male, Peterson & Barney style) F1-F3 in Hz for ten vowels.

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError
-from .fileio import atomic_path
+from ..errors import DataError
+from ..fileio import atomic_path
 
 FORMATS = ("voxceleb", "kaldi")
 _KALDI_LABELS = {"target": 1, "nontarget": 0}

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio
+from ..config import AugmentConfig, DataConfig
+from ..errors import DataError
+from ..io import audio
 from .augment import SpeedPerturb, build_augment, random_crop
-from .config import AugmentConfig, DataConfig
 from .corpus import Corpus, open_corpus
-from .errors import DataError
 
 
 @dataclasses.dataclass

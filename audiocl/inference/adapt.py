@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import DataError, ModelError
+from ..errors import DataError, ModelError
 
 # fewer recordings than this make a mean that is one speaker's voice rather than the domain's
 MIN_FILES = 20
@@ -72,7 +72,7 @@ def adapted_model(data: dict, mean: np.ndarray, files: int) -> dict:
     measured on held-out speakers centred on their own domain's mean, which transfer to other
     domains so centred), else none: scores moved, so old thresholds would mislead.
     """
-    from .checkpoint import model_id
+    from ..modelfile.checkpoint import model_id
 
     base = base_model(data)
     base["model_id"] = base.get("model_id") or model_id(base["encoder"])
@@ -93,7 +93,7 @@ def adapted_model(data: dict, mean: np.ndarray, files: int) -> dict:
 
 def audio_files(items: Sequence[str | os.PathLike]) -> list[Path]:
     """Files as given, and the audio files under each folder (sorted, recursively)."""
-    from .audio import READ_EXTENSIONS
+    from ..io.audio import READ_EXTENSIONS
 
     out: list[Path] = []
     for item in items:

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio, checkpoint
+from ..config import Config, from_dict
+from ..errors import AudioError, ModelError
+from ..io import audio
+from ..io.vad import SpeechGate
+from ..modelfile import checkpoint
+from ..nn.encoders import build_encoder
+from ..nn.features import build_frontend
 from .adapt import Centered
-from .config import Config, from_dict
-from .errors import AudioError, ModelError
-from .features import build_frontend
-from .models import build_encoder
-from .vad import SpeechGate
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -87,7 +88,7 @@ class Embedder:
         """Load a model file (``model.pt``, a training checkpoint, or an exported ``.onnx``)
         safely and wrap it. ``backend``: "torch", "onnx" (onnxruntime; a ``.pt`` is exported
         in memory) or "auto" (onnx for ``.onnx`` files)."""
-        from .onnx_backend import OnnxNet, is_onnx_file
+        from ..interop.onnx_runtime import OnnxNet, is_onnx_file
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -118,8 +119,8 @@ class Embedder:
         mid = data.get("model_id") or checkpoint.model_id(data["encoder"])
         net = None
         if backend == "onnx":
-            from .export import to_onnx_bytes
-            from .onnx_backend import OnnxNet
+            from ..interop.export import to_onnx_bytes
+            from ..interop.onnx_runtime import OnnxNet
 
             net = OnnxNet(to_onnx_bytes(data))
             fbank = encoder = None

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import AudioError
+from ..fileio import atomic_path
 from .embed import Embedder
-from .errors import AudioError
-from .fileio import atomic_path
 
 
 class EmbeddingCache:
@@ -85,7 +85,7 @@ class EmbeddingCache:
 
 def default_cache_dir() -> Path:
     """``data_dir()/cache/embeddings``: shared by every ``audiocl eval`` run of this user."""
-    from .paths import data_dir
+    from ..paths import data_dir
 
     return data_dir() / "cache" / "embeddings"
 

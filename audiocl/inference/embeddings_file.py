@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import DataError, ModelError
-from .fileio import atomic_path
+from ..errors import DataError, ModelError
+from ..fileio import atomic_path
 
 
 def save_embeddings(

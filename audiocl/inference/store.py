@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelMismatchError, StoreError, UnknownSpeakerError
+from ..errors import ModelMismatchError, StoreError, UnknownSpeakerError
 
 STORE_FORMAT = "audiocl-store-1"
 ENROLL_MODES = ("add", "replace")
@@ -140,7 +140,7 @@ class SpeakerStore:
         self, path: str | os.PathLike | None = None, model_id: str | None = None, timeout=30.0
     ):
         if path is None:
-            from .paths import default_store_path
+            from ..paths import default_store_path
 
             path = default_store_path()
         self.path = Path(path)

@@ -3,7 +3,7 @@
 The graph takes ``waveform``, float32 ``(B, S)`` in [-1, 1] at the model's sample rate (any
 ``B``, any ``S``; the CLI and the tests use ``B = 1``) and returns ``embedding``, float32
 ``(B, D)``, before L2 normalisation (cosine scoring does not need it; an adapted model's
-centring, ``audiocl.adapt``, is in the graph). The filterbank front end is inside the graph,
+centring, ``audiocl.inference.adapt``, is in the graph). The filterbank front end is inside the graph,
 so a runtime needs nothing else.
 
 ``torch.fft`` has no portable ONNX form, so the graph computes the filterbank as one strided
@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import checkpoint
-from .errors import ModelError
-from .features import _FLT_EPSILON, WINDOWS, Fbank, conv_power, windowed_dft_basis
-from .fileio import atomic_path
+from ..errors import ModelError
+from ..fileio import atomic_path
+from ..modelfile import checkpoint
+from ..nn.features import _FLT_EPSILON, WINDOWS, Fbank, conv_power, windowed_dft_basis
 
 OPSET = 18
 
@@ -86,7 +86,7 @@ class WaveformEncoder(nn.Module):
 
 def metadata(data: dict) -> dict[str, str]:
     """What the ONNX file keeps of a model file: its identity, sample rate and calibration."""
-    from .config import Config, from_dict
+    from ..config import Config, from_dict
 
     cfg = from_dict(Config, data["config"])
     meta = {
@@ -104,7 +104,7 @@ def metadata(data: dict) -> dict[str, str]:
 
 def to_onnx_bytes(data: dict) -> bytes:
     """The ONNX graph of a loaded model file, serialised."""
-    from .embed import build_inference_model
+    from ..inference.embed import build_inference_model
 
     _require_onnx()
     cfg, fbank, encoder = build_inference_model(data)
@@ -164,8 +164,8 @@ def export_onnx(
 def check_graph(data: dict, blob: bytes, min_cosine: float = 0.9999) -> float:
     """Cosine between onnxruntime's embedding of 3 s of seeded noise and PyTorch's; a
     ``ModelError`` below ``min_cosine``."""
-    from .embed import build_inference_model
-    from .onnx_backend import OnnxNet
+    from ..inference.embed import build_inference_model
+    from .onnx_runtime import OnnxNet
 
     cfg, fbank, encoder = build_inference_model(data)
     wave = 0.1 * torch.randn(

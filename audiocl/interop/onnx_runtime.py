@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 def _ort():
@@ -79,8 +79,8 @@ def is_onnx_file(path: str | os.PathLike) -> bool:
 
 def set_onnx_calibration(path: str | os.PathLike, calibration: dict) -> None:
     """Store thresholds in an exported model's metadata (the file is rewritten atomically)."""
+    from ..fileio import atomic_path
     from .export import _require_onnx
-    from .fileio import atomic_path
 
     _require_onnx()
     import onnx

@@ -30,10 +30,10 @@ from typing import Any
 import torch
 import yaml
 
-from .. import checkpoint
 from ..config import Config, to_dict, validate
 from ..errors import ConfigError, ModelError
-from ..models import build_encoder
+from ..modelfile import checkpoint
+from ..nn.encoders import build_encoder
 from .common import load_state, load_strict, require
 
 FBANK = "speechbrain.lobes.features.Fbank"

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from .. import checkpoint
 from ..config import Config, to_dict
 from ..errors import ModelError
-from ..models import build_encoder
+from ..modelfile import checkpoint
+from ..nn.encoders import build_encoder
 from .common import load_state, load_strict, require
 
 ECAPA = {"ECAPA_TDNN_GLOB_c512": 512, "ECAPA_TDNN_GLOB_c1024": 1024}

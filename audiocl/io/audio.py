@@ -4,7 +4,7 @@
 to the target rate with soxr (faster and more exact on the CPU than ours for one file).
 ``resample`` is our own torch windowed-sinc polyphase resampler: it runs batched on the tensor's
 device (speed perturbation of a whole training batch on the GPU), where it is also faster than
-soxr for the 0.9/1.1 speed ratios (``scripts/bench_resample.py``). Every problem with an
+soxr for the 0.9/1.1 speed ratios (``benchmarks/bench_resample.py``). Every problem with an
 input file raises ``AudioError(path, reason)``.
 
 Shapes: a waveform is ``(S,)`` (one file) or ``(..., S)`` / ``(B, S)`` (a batch).
@@ -25,11 +25,11 @@ import soxr
 import torch
 import torch.nn.functional as F
 
-from .errors import AudioError
-from .fileio import atomic_path
+from ..errors import AudioError
+from ..fileio import atomic_path
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")  # what libsndfile reads and writes
-# what folder scans pick up: also the containers only FFmpeg reads (audiocl.av_decode)
+# what folder scans pick up: also the containers only FFmpeg reads (audiocl.io.av_decode)
 AV_EXTENSIONS = (".m4a", ".mp4", ".webm", ".aac", ".opus")
 READ_EXTENSIONS = AUDIO_EXTENSIONS + AV_EXTENSIONS
 
@@ -240,7 +240,7 @@ def load(
         )
     if sample_rate is not None and sample_rate != rate:
         # a decoded file is resampled with soxr: 1.6x to 4.6x faster than ours on one CPU
-        # thread for 8/44.1/48 -> 16 kHz, and more exact (scripts/bench_resample.py); ours
+        # thread for 8/44.1/48 -> 16 kHz, and more exact (benchmarks/bench_resample.py); ours
         # stays for batched speed perturbation on the training device
         want = math.ceil(mono.shape[0] * sample_rate / rate)  # resample()'s length
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")[:want]

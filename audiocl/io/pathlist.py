@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 
 
 def read_path_list(path: str | os.PathLike, what: str = "file list") -> list[str]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError, NoSpeechError
+from ..errors import ConfigError, NoSpeechError
 
 HOP_SECONDS = 0.010
 WIN_SECONDS = 0.025

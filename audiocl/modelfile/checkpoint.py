@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .errors import ModelError
-from .fileio import atomic_path
+from ..errors import ModelError
+from ..fileio import atomic_path
 
 CHECKPOINT_FORMAT = "audiocl-checkpoint-1"
 MODEL_FORMAT = "audiocl-model-1"
@@ -98,7 +98,7 @@ def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, 
     ``ModelError`` names a file that differs from the first."""
     if len(paths) < 2:
         raise ModelError(f"{what} needs at least two model or checkpoint files")
-    from .config import Config, from_dict
+    from ..config import Config, from_dict
 
     datas = [load(p) for p in paths]
     for path, data in zip(paths, datas, strict=True):
@@ -155,7 +155,7 @@ def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
 
 
 def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
-    """The model file of an ensemble (``audiocl.models.Ensemble``) of the encoders of ``paths``:
+    """The model file of an ensemble (``audiocl.nn.encoders.Ensemble``) of the encoders of ``paths``:
     model files or training checkpoints of one architecture, trained independently (weights of
     one run are better averaged). Its config is the first file's with ``model.members`` set;
     ``ensemble_of`` lists each member's file, model id, step, config, provenance and what it was
@@ -193,7 +193,7 @@ def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
 
 def set_calibration(path: str | os.PathLike, calibration: dict[str, Any]) -> None:
     """Store thresholds into a model file (rewritten atomically; weights untouched)."""
-    from .onnx_backend import is_onnx_file, set_onnx_calibration
+    from ..interop.onnx_runtime import is_onnx_file, set_onnx_calibration
 
     if is_onnx_file(path):
         set_onnx_calibration(path, calibration)

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .config import FeatureConfig
+from ..config import FeatureConfig
 
 _FLT_EPSILON = 1.1920928955078125e-07  # Kaldi's log floor (std::numeric_limits<float>::epsilon())
 

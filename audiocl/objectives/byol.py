@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ObjectiveConfig
-from ..models.heads import ProjectionHead
+from ..nn.heads import ProjectionHead
 from .base import ContrastiveObjective
 from .common import cross_view_pairs, no_autocast
 from .ema import EmaTeacher

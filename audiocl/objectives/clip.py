@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ObjectiveConfig
-from ..models.heads import ProjectionHead
+from ..nn.heads import ProjectionHead
 from .base import ContrastiveObjective
 from .common import no_autocast
 from .simclr import same_speaker_mask

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import ObjectiveConfig
-from ..models.heads import ProjectionHead
+from ..nn.heads import ProjectionHead
 from .base import ContrastiveObjective
 from .common import no_autocast
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ObjectiveConfig
-from ..models.heads import ProjectionHead
+from ..nn.heads import ProjectionHead
 from .base import ContrastiveObjective
 from .common import (
     all_reduce_max,

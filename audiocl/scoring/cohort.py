@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import Embedder
-from .embedding_cache import EmbeddingCache, embed_paths
-from .embeddings_file import load_embeddings
-from .errors import AudioError, DataError, NoSpeechError
-from .pathlist import read_path_list
+from ..errors import AudioError, DataError, NoSpeechError
+from ..inference.embed import Embedder
+from ..inference.embedding_cache import EmbeddingCache, embed_paths
+from ..inference.embeddings_file import load_embeddings
+from ..io.pathlist import read_path_list
 
 # AS-Norm keeps only the top-k cohort scores per embedding: a few thousand files are plenty
 MAX_COHORT = 2000
@@ -32,7 +32,7 @@ def cohort_paths(
     """Audio files of a cohort and how many the source holds.
 
     ``source`` is a folder (indexed with ``corpus.open_corpus``: VoxCeleb layout, Kaldi dir), a
-    CSV manifest, or a text file with one audio path per line (``audiocl.pathlist``; relative
+    CSV manifest, or a text file with one audio path per line (``audiocl.io.pathlist``; relative
     paths are relative to the list's folder). Above ``max_files``, a seeded sample.
     """
     src = Path(source)
@@ -44,7 +44,7 @@ def cohort_paths(
         if not paths:
             raise DataError(f"{src}: the cohort list names no files")
     else:
-        from .corpus import open_corpus
+        from ..data.corpus import open_corpus
 
         corpus = open_corpus(src)
         paths = [Path(corpus.path(i)) for i in range(len(corpus))]

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.trials import Trial, read_trials
+from ..errors import AudioError, DataError
+from ..fileio import write_text_atomic
+from ..inference.embed import Embedder
+from ..inference.embedding_cache import EmbeddingCache, embed_paths
+from ..io.vad import SpeechGate
 from .cohort import MAX_COHORT, cohort_embeddings
-from .embed import Embedder
-from .embedding_cache import EmbeddingCache, embed_paths
-from .errors import AudioError, DataError
-from .fileio import write_text_atomic
 from .metrics import compute_metrics
-from .scoring import as_norm_trials, score_pairs, trial_indices
-from .trials import Trial, read_trials
-from .vad import SpeechGate
+from .scores import as_norm_trials, score_pairs, trial_indices
 
 
 def trial_files(trials: list[Trial]) -> list[str]:

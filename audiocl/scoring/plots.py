@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .fileio import atomic_path
+from ..fileio import atomic_path
 
 DET_TICKS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.4)
 DET_LIMITS = (0.0005, 0.5)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 CALIBRATION_SCALE = "cosine"
 

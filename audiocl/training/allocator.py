@@ -5,7 +5,7 @@ glibc serves an allocation above ``M_MMAP_THRESHOLD`` (128 KiB, raised on the fl
 as large blocks are freed) with a fresh ``mmap`` and returns it to the kernel on ``free``; the
 next step's tensor of the same size is then zero-filled page by page again. A training step
 allocates and frees many tensors of several MB, so a fresh process spends a third of each
-step in page faults: `scripts/bench_allocator.py` measures ECAPA C=256 AAM steps at 0.55 s
+step in page faults: `benchmarks/bench_allocator.py` measures ECAPA C=256 AAM steps at 0.55 s
 plain and 0.33 s with the thresholds below (2-core CPU). A process that has already freed
 large blocks (a first training stage) runs fast by chance; this makes it so from the start.
 """

@@ -27,13 +27,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..config import Config, PseudoLabelConfig, pseudo_label_stage
+from ..data.corpus import Corpus
+from ..errors import ConfigError, DataError
+from ..fileio import write_text_atomic
+from ..inference.embed import Embedder
+from ..io.vad import SpeechGate
 from .cluster import spherical_kmeans
-from .config import Config, PseudoLabelConfig, pseudo_label_stage
-from .corpus import Corpus
-from .embed import Embedder
-from .errors import ConfigError, DataError
-from .fileio import write_text_atomic
-from .vad import SpeechGate
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ def stage_dirs(run_dir: Path, rounds: int) -> list[Path]:
 def fit_stages(cfg: Config, run_dir: Path, resume: bool, quiet: bool, record_last: bool) -> Path:
     """The first stage into ``run_dir/pretrain``; then ``pseudo_labels.rounds`` times: label the
     training data with the latest model and train on the labels from it."""
-    from .data import open_training_data
-    from .train import Trainer, find_checkpoints, setup_distributed
+    from ..data.views import open_training_data
+    from .trainer import Trainer, find_checkpoints, setup_distributed
 
     dirs = stage_dirs(run_dir, cfg.pseudo_labels.rounds)
     if not resume and any(find_checkpoints(d) for d in dirs):

@@ -29,15 +29,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import checkpoint
+from ..config import Config, save_config, to_dict
+from ..data.views import ViewBatches, make_loader, num_classes, open_training_data, resolve
+from ..errors import ConfigError, DataError
+from ..modelfile import checkpoint
+from ..nn.encoders import build_encoder
+from ..nn.features import SpecAugment, build_frontend
+from ..objectives import build_objective
+from ..objectives.collapse import collapse_reason
 from .allocator import keep_freed_memory
-from .config import Config, save_config, to_dict
-from .data import ViewBatches, make_loader, num_classes, open_training_data, resolve
-from .errors import ConfigError, DataError
-from .features import SpecAugment, build_frontend
-from .models import build_encoder
-from .objectives import build_objective
-from .objectives.collapse import collapse_reason
 
 log = logging.getLogger(__name__)
 CKPT_RE = re.compile(r"ckpt-(\d+)\.pt$")
@@ -335,7 +335,7 @@ class Trainer:
         t = self.cfg.train
         if not t.dev_trials:
             return None
-        from .evaluation import evaluate_trials
+        from ..scoring.evaluation import evaluate_trials
 
         trials = resolve(self.cfg.data.root, t.dev_trials)
         root = resolve(self.cfg.data.root, t.dev_audio_root) if t.dev_audio_root else trials.parent
@@ -416,7 +416,7 @@ class Trainer:
         if dist.is_initialized():
             dist.barrier()
         if self.rank == 0 and record_last:
-            from .paths import record_last_model
+            from ..paths import record_last_model
 
             record_last_model(self.run_dir / "model.pt")
         return self.run_dir
@@ -492,7 +492,7 @@ def fit(
 ) -> Path:
     """Train per ``cfg`` into ``run_dir``; returns the run directory (model at ``model.pt``),
     which becomes the default model unless ``record_last`` is False. With
-    ``pseudo_labels.clusters`` the run has several stages (``audiocl.pseudo_labels``)."""
+    ``pseudo_labels.clusters`` the run has several stages (``audiocl.training.pseudo_labels``)."""
     try:
         if cfg.pseudo_labels.clusters:
             from .pseudo_labels import fit_stages

@@ -1,1 +1,1 @@
-"""CLI subcommands; see ``audiocl.cli.COMMANDS``."""
+"""CLI subcommands; see ``audiocl.app.cli.COMMANDS``."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..operating_points import OPERATING_POINTS
+from ...scoring.operating_points import OPERATING_POINTS
 
 MODEL_HELP = (
     "model file or run folder (default: $AUDIOCL_MODEL, else the model the last "
@@ -111,10 +111,10 @@ def add_threshold(p) -> None:
 
 def load_model(args):
     """``api.Model`` named by ``--model`` (or the default), with ``source`` saying where from."""
+    from ...inference.embed import Embedder
+    from ...io.vad import SpeechGate
+    from ...paths import resolve_model
     from ..api import Model
-    from ..embed import Embedder
-    from ..paths import resolve_model
-    from ..vad import SpeechGate
 
     gate = SpeechGate(args.vad or "energy", args.min_speech, trim=args.vad is not None)
     path, source = resolve_model(args.model)
@@ -132,7 +132,7 @@ def model_line(model) -> str:
 def db_path(args):
     from pathlib import Path
 
-    from ..paths import default_store_path
+    from ...paths import default_store_path
 
     return Path(args.db) if args.db else default_store_path()
 
@@ -175,7 +175,7 @@ def progress_bar(quiet: bool = False):
 def open_store(args, model):
     """The speaker store of ``--db`` for ``model``; refused at once when it holds another
     model's speakers (before any time is spent on embedding)."""
-    from ..store import SpeakerStore
+    from ...inference.store import SpeakerStore
 
     store = SpeakerStore(db_path(args), model.model_id)
     store.check_model()

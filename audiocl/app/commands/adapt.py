@@ -31,7 +31,7 @@ def add_arguments(p):
 def run(args) -> int:
     import sys
 
-    from ..adapt import audio_files
+    from ...inference.adapt import audio_files
 
     model = _common.load_model(args)
     if not args.json:

@@ -22,7 +22,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from .. import checkpoint
+    from ...modelfile import checkpoint
 
     data = checkpoint.average(args.files)
     checkpoint.save(args.out, data)

@@ -32,9 +32,9 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from ..embeddings_file import save_embeddings
-    from ..errors import ConfigError, DataError
-    from ..pathlist import read_path_list
+    from ...errors import ConfigError, DataError
+    from ...inference.embeddings_file import save_embeddings
+    from ...io.pathlist import read_path_list
 
     ids = list(args.files) + (read_path_list(args.list) if args.list else [])
     if not ids:

@@ -23,7 +23,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from .. import checkpoint
+    from ...modelfile import checkpoint
 
     data = checkpoint.ensemble(args.files)
     checkpoint.save(args.out, data)

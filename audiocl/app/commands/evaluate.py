@@ -106,12 +106,12 @@ def print_report(report: dict, trials: str, files: dict, model_path) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..evaluation import write_report
+    from ...scoring.evaluation import write_report
 
     model = _common.load_model(args)
     if args.calibrate:  # fail before the evaluation, not after it
-        from ..checkpoint import MODEL_FORMAT, load
-        from ..errors import ModelError
+        from ...errors import ModelError
+        from ...modelfile.checkpoint import MODEL_FORMAT, load
 
         if load(model.path)["format"] != MODEL_FORMAT:
             raise ModelError(

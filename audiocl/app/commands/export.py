@@ -29,8 +29,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..export import export_onnx
-    from ..paths import resolve_model
+    from ...interop.export import export_onnx
+    from ...paths import resolve_model
 
     path, source = resolve_model(args.model)
     out, cosine = export_onnx(path, args.onnx, check=not args.no_check)

@@ -35,8 +35,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from .. import checkpoint
-    from ..importers import IMPORTERS
+    from ...interop.importers import IMPORTERS
+    from ...modelfile import checkpoint
 
     payload = IMPORTERS[args.toolkit](args.dir)
     if args.license:

@@ -43,7 +43,7 @@ def make_voices(out, args) -> tuple:
     """Fresh training and test corpora under ``out/data``; returns their folders."""
     import shutil
 
-    from ..synth import synthesize_corpus
+    from ...data.synth import synthesize_corpus
 
     train_dir, test_dir = out / "data" / "train", out / "data" / "test"
     for d in (train_dir, test_dir):
@@ -69,9 +69,9 @@ def train_and_compare(cfg, out, trials, test_dir, args) -> dict:
 
     import torch
 
-    from ..embed import Embedder
-    from ..evaluation import evaluate_trials
-    from ..train import TrainModule, fit, read_metrics
+    from ...inference.embed import Embedder
+    from ...scoring.evaluation import evaluate_trials
+    from ...training.trainer import TrainModule, fit, read_metrics
 
     torch.manual_seed(args.seed)
     untrained = TrainModule(cfg, 1)
@@ -101,8 +101,8 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from ..config import load_config
-    from ..fileio import write_text_atomic
+    from ...config import load_config
+    from ...fileio import write_text_atomic
 
     out = Path(args.out)
     t0 = time.monotonic()

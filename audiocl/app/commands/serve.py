@@ -47,7 +47,7 @@ def add_arguments(p):
 def run(args) -> int:
     import os
 
-    from ..errors import ConfigError
+    from ...errors import ConfigError
 
     token = args.token or os.environ.get("AUDIOCL_TOKEN") or None
     if args.host not in LOOPBACK and not token:

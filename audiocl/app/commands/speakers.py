@@ -25,7 +25,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..store import SpeakerStore
+    from ...inference.store import SpeakerStore
 
     path = _common.db_path(args)
     if args.action == "list" and not path.exists():

@@ -40,9 +40,9 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from .. import audio  # noqa: F401  (imported before timing: it loads torch)
-    from ..errors import ConfigError
-    from ..synth import synthesize_corpus
+    from ...data.synth import synthesize_corpus
+    from ...errors import ConfigError
+    from ...io import audio  # noqa: F401  (imported before timing: it loads torch)
 
     if args.speakers < 1 or args.utterances < 1:
         raise ConfigError("--speakers and --utterances must be >= 1")

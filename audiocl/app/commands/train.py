@@ -36,8 +36,8 @@ def run(args) -> int:
     import os
     from pathlib import Path
 
-    from ..config import load_config, resolve_config_path
-    from ..train import fit
+    from ...config import load_config, resolve_config_path
+    from ...training.trainer import fit
 
     overrides = list(args.overrides) + ([f"train.init={args.init}"] if args.init else [])
     cfg = load_config(args.config, overrides)

@@ -30,7 +30,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from ..errors import ConfigError
+    from ...errors import ConfigError
 
     if args.speaker is not None and len(args.files) != 1:
         raise ConfigError("verify --speaker NAME takes exactly one recording")
