@@ -1,7 +1,10 @@
 """Training configuration: YAML mapped onto nested dataclasses.
 
 Unknown keys are errors that name the key; ``--set a.b=v`` overrides are parsed as YAML scalars.
-The resolved config is saved into the run directory and into every checkpoint.
+The resolved config is saved into the run directory and into every checkpoint. This module
+imports no registry (the registries import their sections): ``check`` covers what any config
+must satisfy, and ``audiocl.training.recipe.load_config`` reads a training recipe and checks its
+names against the registries.
 """
 
 from __future__ import annotations
@@ -358,24 +361,6 @@ def apply_override(data: dict, assignment: str) -> None:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
-    """Load a YAML config (or defaults when ``path`` is None), apply overrides, validate."""
-    data: dict = {}
-    if path is not None:
-        path = resolve_config_path(path)
-        try:
-            data = parse_yaml(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
-    for assignment in overrides:
-        apply_override(data, assignment)
-    cfg = from_dict(Config, data)
-    validate(cfg)
-    return cfg
-
-
 def resolve_config_path(path: str | Path) -> Path:
     """A config path as given, or the name of a config shipped with the package (``quickstart``)."""
     p = Path(path)
@@ -524,39 +509,17 @@ def _check_ranges(cfg: Config) -> None:
                 )
 
 
-def _check_choice(key: str, value: str, choices) -> None:
+def check_choice(key: str, value: str, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
 
 
-def validate(cfg: Config) -> None:
-    """Every numeric field against its range, every named choice against its registry, and the
-    combinations the types alone cannot express."""
-    from .data.corpus import FORMATS
-    from .nn.encoders import ENCODERS
-    from .nn.features import FRONTENDS, WINDOWS
-    from .objectives import CONTRASTIVE  # the registries own the names
-
+def check(cfg: Config) -> None:
+    """What every config must satisfy, trained or imported: each numeric field in its range, and
+    the model section buildable. Registry names and training's rules are checked by
+    ``audiocl.training.recipe.validate``."""
     _check_ranges(cfg)
-    o, d = cfg.objective, cfg.data
-    _check_choice("objective.contrastive", o.contrastive, [*CONTRASTIVE, "none"])
-    _check_choice("model.encoder", cfg.model.encoder, list(ENCODERS))
-    for i, src in enumerate(d.sources):
-        _check_choice(f"data.sources[{i}].format", src.format, FORMATS)
-        if not src.path:
-            raise ConfigError(f"data.sources[{i}].path is empty")
-    _check_choice("objective.embed_from", o.embed_from, ("student", "teacher"))
-    _check_choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd"))
-    _check_choice("optim.schedule", cfg.optim.schedule, ("cosine", "exponential", "constant"))
-    _check_choice("augment.files", cfg.augment.files, ("all", "train"))
-    _check_choice("features.window", cfg.features.window, ("default", *WINDOWS))
-    _check_choice("features.frontend", cfg.features.frontend, list(FRONTENDS))
     m = cfg.model
-    if m.members != 1:
-        raise ConfigError(
-            "model.members: training builds one encoder; make an ensemble of trained models "
-            "with `audiocl ensemble`"
-        )
     if m.encoder == "ecapa_speechbrain":
         if not len(m.layer_channels) == len(m.kernel_sizes) == len(m.dilations) >= 3:
             raise ConfigError(
@@ -569,69 +532,6 @@ def validate(cfg: Config) -> None:
             )
         if any(k % 2 == 0 for k in m.kernel_sizes):
             raise ConfigError(f"model.kernel_sizes must be odd, got {m.kernel_sizes}")
-    _check_choice("train.amp", cfg.train.amp, ("auto", "bf16", "off"))
-    _check_choice("train.device", cfg.train.device, ("auto", "cpu", "cuda"))
-    a = cfg.augment
-    if a.speed_as_new_speaker and not (a.enabled and a.speed_p > 0):
-        raise ConfigError(
-            "augment.speed_as_new_speaker needs augment.enabled and augment.speed_p > 0"
-        )
-    if a.speed_as_new_speaker and 1.0 in a.speeds:
-        raise ConfigError("augment.speeds: with speed_as_new_speaker, 1.0 is the unchanged copy")
-    if o.contrastive == "none" and o.contrastive_weight > 0:
-        raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
-    if o.aam_weight == 0 and o.contrastive_weight == 0:
-        raise ConfigError("objective: aam_weight and contrastive_weight must not both be 0")
-    if o.contrastive_weight > 0 and d.views < 2:
-        raise ConfigError("data.views: contrastive objectives need at least 2 views")
-    if any(s.hold_out < 0 for s in d.sources):
-        raise ConfigError("data.sources: hold_out must be >= 0")
-    if any(not 0.0 < s.label_fraction <= 1.0 for s in d.sources):
-        raise ConfigError("data.sources: label_fraction must be in (0, 1]")
-    with_teacher = [name for name, cls in CONTRASTIVE.items() if cls.has_teacher]
-    if o.embed_from == "teacher" and o.contrastive not in with_teacher:
-        raise ConfigError(
-            f"objective.embed_from: teacher needs an objective with an EMA teacher "
-            f"({', '.join(with_teacher)}), not {o.contrastive}"
-        )
-    pl = cfg.pseudo_labels
-    if pl.clusters:
-        if pl.clusters < 2:
-            raise ConfigError("pseudo_labels.clusters must be 0 (one stage) or >= 2")
-        pseudo_label_stage(cfg, "pseudo_labels.csv", "model.pt")  # its errors now, not later
-    elif pl.stage2:
-        raise ConfigError("pseudo_labels.stage2 is set but pseudo_labels.clusters is 0")
-
-
-def _merge(base: dict, changes: dict) -> dict:
-    """``base`` with ``changes`` merged in, mapping into mapping; other values are replaced."""
-    out = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def pseudo_label_stage(cfg: Config, manifest: str, init: str) -> Config:
-    """The second-stage config of ``cfg`` (``pseudo_labels``): ``stage2`` merged in, trained on
-    the labelled CSV ``manifest`` from the encoder in ``init``."""
-    data = _merge(to_dict(cfg), cfg.pseudo_labels.stage2)
-    data["data"]["sources"] = [{"path": str(manifest), "labelled": True, "format": "csv"}]
-    data["train"]["init"] = str(init)
-    data["pseudo_labels"] = to_dict(PseudoLabelConfig())
-    try:
-        out = from_dict(Config, data)
-        validate(out)
-    except ConfigError as e:
-        raise ConfigError(f"pseudo_labels.stage2: {e}") from None
-    if out.objective.aam_weight <= 0:
-        raise ConfigError(
-            "pseudo_labels.stage2: the second stage trains on the pseudo-speakers, so it needs "
-            "objective.aam_weight > 0"
-        )
-    return out
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 CHILD = """
 import sys
-from audiocl.config import load_config
-from audiocl.training.trainer import measure_step_seconds
+from audiocl.training.recipe import load_config
+from audiocl.training.stages import measure_step_seconds
 name, root, keep, warmup, steps = sys.argv[1:6]
 cfg = load_config(name, [
     f"data.root={root}", "data.sources=[{path: train, labelled: true}]",

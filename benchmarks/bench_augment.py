@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from audiocl.config import AugmentConfig
-from audiocl.data.synth import synth_voice_params, synthesize_utterance
 from audiocl.data import augment as A
+from audiocl.data.synth import synth_voice_params, synthesize_utterance
 
 TARGET = 300.0
 

@@ -245,7 +245,7 @@ def print_step_table(res: dict, args) -> None:
 
 # ----------------------------------------------------------------------------- end to end
 def make_config(root: Path, objective: str, workers: int, threads: int, steps: int, log: int):
-    from audiocl.config import load_config
+    from audiocl.training.recipe import load_config
 
     obj = (
         [

@@ -86,9 +86,9 @@ def main(argv=None) -> int:
     import torch
 
     import audiocl
-    from audiocl.config import load_config
     from audiocl.modelfile import checkpoint
     from audiocl.paths import STARTER_MODEL
+    from audiocl.training.recipe import load_config
 
     overrides = [f"data.root={args.data}"] if args.data else []
     cfg = load_config(args.run / "config.yaml", overrides)

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from audiocl.config import load_config
+from audiocl.training.recipe import load_config
 
 MOCO = ["objective.contrastive=moco", "objective.moco_queue=2048", "objective.moco_momentum=0.99"]
 AAM_ONLY = ["objective.contrastive=none", "objective.contrastive_weight=0", "data.views=1"]
@@ -139,7 +139,7 @@ def combine(results: list[dict], out: Path) -> None:
 
 def measure(names: list[str], args) -> dict:
     """Seconds per training step of each variant on this machine (``--warmup`` steps skipped)."""
-    from audiocl.training.trainer import measure_step_seconds
+    from audiocl.training.stages import measure_step_seconds
 
     rates = json.loads(args.measure.read_text()) if args.measure.is_file() else {}
     rates.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores")
@@ -180,7 +180,8 @@ def run_variant(name: str, args, cohort: Path) -> dict:
         extra += [f"train.device={args.device}", "train.amp=off"]
     cfg = variant_config(name, args.data, extra, args.out)
     from audiocl.app.api import load_model
-    from audiocl.training.trainer import fit, read_metrics
+    from audiocl.training.stages import fit
+    from audiocl.training.trainer import read_metrics
 
     if not (run / "model.pt").is_file():
         t0 = time.monotonic()

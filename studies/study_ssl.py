@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from audiocl.config import load_config
+from audiocl.training.recipe import load_config
 
 DEV = "dev/hsb-commonvoice"
 BASE = "ssl_cpu"
@@ -128,7 +128,7 @@ def row_config(name: str, data: Path, extra: list[str]):
 
 def measure(names: list[str], args) -> None:
     """Seconds per training step of each row's config on this machine."""
-    from audiocl.training.trainer import measure_step_seconds
+    from audiocl.training.stages import measure_step_seconds
 
     rates = json.loads(args.measure.read_text()) if args.measure.is_file() else {}
     rates.setdefault("machine", f"{platform.machine()}, {os.cpu_count()} cores")
@@ -194,7 +194,8 @@ def run_row(name: str, args) -> dict:
         extra.append(f"train.init={init}")
     cfg = row_config(name, args.data, extra)
     from audiocl.app.api import load_model
-    from audiocl.training.trainer import fit, read_metrics
+    from audiocl.training.stages import fit
+    from audiocl.training.trainer import read_metrics
 
     if not (run / "model.pt").is_file():
         t0 = time.monotonic()

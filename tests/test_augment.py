@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from audiocl.config import AugmentConfig
-from audiocl.data.synth import synth_voice_params, synthesize_utterance
 from audiocl.data import augment as A
+from audiocl.data.synth import synth_voice_params, synthesize_utterance
 from audiocl.errors import ConfigError, DataError
 from audiocl.io.audio import save
 

@@ -1,7 +1,8 @@
 import pytest
 
-from audiocl.config import Config, load_config, save_config
+from audiocl.config import Config, save_config
 from audiocl.errors import ConfigError
+from audiocl.training.recipe import load_config
 
 
 def test_defaults_validate():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from audiocl.config import load_config
 from audiocl.data.synth import synthesize_corpus
 from audiocl.data.views import BatchSampler, ViewBatches, open_training_data
+from audiocl.training.recipe import load_config
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,11 @@ import pytest
 
 import audiocl
 from audiocl.app.cli import main
-from audiocl.config import ConfigError, load_config
+from audiocl.config import ConfigError
 from audiocl.data.synth import synthesize_corpus
 from audiocl.errors import ModelError
 from audiocl.modelfile import checkpoint
+from audiocl.training.recipe import load_config
 
 ONNX = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
 

@@ -5,9 +5,9 @@ from pathlib import Path
 from conftest import real_data_dir
 
 from audiocl import paths
-from audiocl.config import load_config
 from audiocl.data.synth import synthesize_corpus
-from audiocl.training.trainer import fit
+from audiocl.training.recipe import load_config
+from audiocl.training.stages import fit
 
 
 def snapshot(folder: Path) -> dict:

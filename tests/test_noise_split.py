@@ -10,12 +10,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from audiocl.config import AugmentConfig, load_config
+from audiocl.config import AugmentConfig
 from audiocl.data.augment import AddNoise, Reverb, build_augment, load_noise_bank, load_rir_bank
 from audiocl.data.noise_split import group_of, split_folder, split_names
 from audiocl.data.synth import synthesize_corpus
 from audiocl.data.trials import read_trials
 from audiocl.errors import ConfigError, DataError
+from audiocl.training.recipe import load_config
 
 SR = 16000
 # The names of /work/shared/data/noise (names only; the data is not read here).

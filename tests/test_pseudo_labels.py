@@ -8,12 +8,13 @@ import pytest
 import torch
 from test_train import MULTICROP, corpus, tiny_config  # noqa: F401  (corpus is a fixture)
 
-from audiocl.config import PseudoLabelConfig, load_config
+from audiocl.config import PseudoLabelConfig
 from audiocl.errors import ConfigError
 from audiocl.modelfile import checkpoint
 from audiocl.training.cluster import spherical_kmeans
 from audiocl.training.pseudo_labels import assign
-from audiocl.training.trainer import fit
+from audiocl.training.recipe import load_config
+from audiocl.training.stages import fit
 
 
 def blobs(k=6, per=40, dim=16, spread=0.05, seed=0):

@@ -13,10 +13,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from audiocl.config import load_config
 from audiocl.data.synth import synthesize_corpus
 from audiocl.modelfile import checkpoint
-from audiocl.training.trainer import Trainer, find_checkpoints, fit
+from audiocl.training.recipe import load_config
+from audiocl.training.stages import fit
+from audiocl.training.trainer import Trainer, find_checkpoints
 
 TINY = [
     "model.channels=64",

@@ -165,8 +165,8 @@ class Model:
         ``on_error(index, error)``: skip unreadable recordings instead of stopping.
         """
         from ..inference import adapt
-        from ..interop.onnx_runtime import is_onnx_file
         from ..modelfile import checkpoint
+        from ..modelfile.onnx_file import is_onnx_file
 
         if self.path is None or is_onnx_file(self.path):
             raise ModelError(f"{self.path}: adapt the model file (.pt) it was exported from")

@@ -1,0 +1,2 @@
+"""Inference: the embedder (``embed``), embedding caches and files, domain adaptation
+(``adapt``) and the SQLite speaker store (``store``)."""

@@ -7,7 +7,8 @@ high against each other. Subtracting the mean embedding of unlabelled in-domain 
 way. Measured on the starter model: dev EER 7.35% -> 7.01% with the mean of other dev
 speakers' recordings, and its threshold then transfers across domains (``docs/models.md``).
 
-The mean lives in the model file (``domain``), applied after the encoder as ``Centered``:
+The mean lives in the model file (``domain``), applied after the encoder as ``Centered``
+(``audiocl.modelfile.network``):
 ``(B, D)`` raw embeddings -> ``normalize(e) - mean``. Every backend applies it (the ONNX
 export bakes it into the graph), and the adapted model has an id of its own, so stores and
 embedding caches of the unadapted model are not mixed with it.
@@ -22,34 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from ..errors import DataError, ModelError
+from ..errors import DataError
 
 # fewer recordings than this make a mean that is one speaker's voice rather than the domain's
 MIN_FILES = 20
-
-
-class Centered(nn.Module):
-    """An encoder followed by centring: ``(B, T, F)`` -> ``(B, D)``, ``normalize(e) - mean``
-    (the caller L2-normalises after any averaging over pieces)."""
-
-    def __init__(self, encoder: nn.Module, mean: Tensor):
-        super().__init__()
-        self.encoder = encoder
-        if self.embed_dim is not None and mean.numel() != self.embed_dim:
-            raise ModelError(
-                f"the domain mean has {mean.numel()} values, the embeddings {self.embed_dim}"
-            )
-        self.register_buffer("mean", mean.float().reshape(1, -1), persistent=False)
-
-    @property
-    def embed_dim(self) -> int | None:
-        return getattr(self.encoder, "embed_dim", None)
-
-    def forward(self, feats: Tensor) -> Tensor:
-        e = self.encoder(feats)
-        return nn.functional.normalize(e.float(), dim=1) - self.mean
 
 
 def domain_mean(embeddings: np.ndarray) -> np.ndarray:

@@ -22,28 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, from_dict
 from ..errors import AudioError, ModelError
 from ..io import audio
 from ..io.vad import SpeechGate
 from ..modelfile import checkpoint
-from ..nn.encoders import build_encoder
-from ..nn.features import build_frontend
-from .adapt import Centered
+from ..modelfile.network import build_inference_model
+from ..modelfile.onnx_file import is_onnx_file
 
 BACKENDS = ("auto", "torch", "onnx")
-
-
-def build_inference_model(data: dict) -> tuple[Config, torch.nn.Module, torch.nn.Module]:
-    """``(config, fbank, encoder)`` from a loaded model/checkpoint dict, in eval mode. A model
-    adapted to a domain (``audiocl adapt``) gets its centring after the encoder."""
-    cfg = from_dict(Config, data["config"])
-    fbank = build_frontend(cfg.features, cfg.data.sample_rate)
-    encoder = build_encoder(cfg.model, cfg.features.n_mels)
-    encoder.load_state_dict(data["encoder"])
-    if data.get("domain"):
-        encoder = Centered(encoder, data["domain"]["mean"])
-    return cfg, fbank.eval(), encoder.eval()
 
 
 class Embedder:
@@ -88,7 +74,7 @@ class Embedder:
         """Load a model file (``model.pt``, a training checkpoint, or an exported ``.onnx``)
         safely and wrap it. ``backend``: "torch", "onnx" (onnxruntime; a ``.pt`` is exported
         in memory) or "auto" (onnx for ``.onnx`` files)."""
-        from ..interop.onnx_runtime import OnnxNet, is_onnx_file
+        from ..interop.onnx_runtime import OnnxNet
 
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -28,7 +28,10 @@ from torch import Tensor, nn
 from ..errors import ModelError
 from ..fileio import atomic_path
 from ..modelfile import checkpoint
+from ..modelfile.network import build_inference_model
+from ..modelfile.onnx_file import require_onnx
 from ..nn.features import _FLT_EPSILON, WINDOWS, Fbank, conv_power, windowed_dft_basis
+from .onnx_runtime import OnnxNet
 
 OPSET = 18
 
@@ -104,9 +107,7 @@ def metadata(data: dict) -> dict[str, str]:
 
 def to_onnx_bytes(data: dict) -> bytes:
     """The ONNX graph of a loaded model file, serialised."""
-    from ..inference.embed import build_inference_model
-
-    _require_onnx()
+    require_onnx()
     cfg, fbank, encoder = build_inference_model(data)
     net = WaveformEncoder(fbank, encoder).eval()
     # a batch of 2: an example dimension of size 1 would be fixed to 1 in the graph
@@ -164,9 +165,6 @@ def export_onnx(
 def check_graph(data: dict, blob: bytes, min_cosine: float = 0.9999) -> float:
     """Cosine between onnxruntime's embedding of 3 s of seeded noise and PyTorch's; a
     ``ModelError`` below ``min_cosine``."""
-    from ..inference.embed import build_inference_model
-    from .onnx_runtime import OnnxNet
-
     cfg, fbank, encoder = build_inference_model(data)
     wave = 0.1 * torch.randn(
         1, 3 * cfg.data.sample_rate, generator=torch.Generator().manual_seed(0)
@@ -181,16 +179,3 @@ def check_graph(data: dict, blob: bytes, min_cosine: float = 0.9999) -> float:
             "nothing was written"
         )
     return cosine
-
-
-def _require_onnx() -> None:
-    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
-    if (major, minor) < (2, 6):
-        raise ModelError(f"ONNX export needs torch >= 2.6 (this is {torch.__version__})")
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as e:
-        raise ModelError(
-            f"ONNX export needs the onnx extra ({e.name} is missing): pip install 'audiocl[onnx]'"
-        ) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,25 +70,3 @@ class OnnxNet:
     def calibration(self) -> dict | None:
         raw = self.meta.get("calibration")
         return json.loads(raw) if raw else None
-
-
-def is_onnx_file(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() == ".onnx"
-
-
-def set_onnx_calibration(path: str | os.PathLike, calibration: dict) -> None:
-    """Store thresholds in an exported model's metadata (the file is rewritten atomically)."""
-    from ..fileio import atomic_path
-    from .export import _require_onnx
-
-    _require_onnx()
-    import onnx
-
-    model = onnx.load(str(path))
-    kept = [p for p in model.metadata_props if p.key != "calibration"]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "calibration", json.dumps(dict(calibration))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(model.SerializeToString())

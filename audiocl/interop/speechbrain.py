@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import yaml
 
-from ..config import Config, to_dict, validate
+from ..config import Config, check, to_dict
 from ..errors import ConfigError, ModelError
 from ..modelfile import checkpoint
 from ..nn.encoders import build_encoder
@@ -275,7 +275,7 @@ def audiocl_config(hp: HyperParams) -> Config:
     _features(hp, c)
     _encoder(hp, c)
     try:
-        validate(c)
+        check(c)
     except ConfigError as e:  # e.g. a layer list audiocl cannot build
         raise ModelError(f"{hp.path}: {e}") from None
     return c

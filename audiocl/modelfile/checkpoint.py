@@ -22,6 +22,7 @@ import torch
 
 from ..errors import ModelError
 from ..fileio import atomic_path
+from .onnx_file import is_onnx_file, set_onnx_calibration
 
 CHECKPOINT_FORMAT = "audiocl-checkpoint-1"
 MODEL_FORMAT = "audiocl-model-1"
@@ -193,8 +194,6 @@ def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
 
 def set_calibration(path: str | os.PathLike, calibration: dict[str, Any]) -> None:
     """Store thresholds into a model file (rewritten atomically; weights untouched)."""
-    from ..interop.onnx_runtime import is_onnx_file, set_onnx_calibration
-
     if is_onnx_file(path):
         set_onnx_calibration(path, calibration)
         return

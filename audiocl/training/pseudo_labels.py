@@ -17,8 +17,6 @@ done: a resumed run goes straight on to the round.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import json
 import logging
 from pathlib import Path
@@ -27,9 +25,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import Config, PseudoLabelConfig, pseudo_label_stage
+from ..config import Config, PseudoLabelConfig
 from ..data.corpus import Corpus
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..fileio import write_text_atomic
 from ..inference.embed import Embedder
 from ..io.vad import SpeechGate
@@ -137,36 +135,3 @@ def label_with(
         write_manifest(out_dir / MANIFEST, corpus, labels)
     if dist.is_initialized():
         dist.barrier()
-
-
-def stage_dirs(run_dir: Path, rounds: int) -> list[Path]:
-    """Run directories of the stages: ``pretrain``, ``round1`` .. ``round{rounds-1}``, and
-    ``run_dir`` itself for the last round."""
-    return [run_dir / PRETRAIN, *(run_dir / f"round{r}" for r in range(1, rounds)), run_dir]
-
-
-def fit_stages(cfg: Config, run_dir: Path, resume: bool, quiet: bool, record_last: bool) -> Path:
-    """The first stage into ``run_dir/pretrain``; then ``pseudo_labels.rounds`` times: label the
-    training data with the latest model and train on the labels from it."""
-    from ..data.views import open_training_data
-    from .trainer import Trainer, find_checkpoints, setup_distributed
-
-    dirs = stage_dirs(run_dir, cfg.pseudo_labels.rounds)
-    if not resume and any(find_checkpoints(d) for d in dirs):
-        raise ConfigError(
-            f"{run_dir} already holds checkpoints: pass --resume to continue it, "
-            "or choose another --out"
-        )
-    prev_cfg = dataclasses.replace(cfg, pseudo_labels=PseudoLabelConfig())
-    corpus = None  # every round labels the whole training data of the first stage
-    for prev_dir, out_dir in itertools.pairwise(dirs):
-        manifest = out_dir / MANIFEST
-        if not (resume and manifest.exists()):
-            Trainer(prev_cfg, prev_dir, resume=resume, quiet=quiet).run(record_last=False)
-            if corpus is None:
-                corpus = open_training_data(cfg.data).corpus
-            device = setup_distributed(cfg.train.device)[2]
-            label_with(prev_dir / "model.pt", corpus, out_dir, cfg, device, quiet)
-        model = (prev_dir / "model.pt").resolve()
-        prev_cfg = pseudo_label_stage(cfg, str(manifest.resolve()), str(model))
-    return Trainer(prev_cfg, dirs[-1], resume=resume, quiet=quiet).run(record_last)

@@ -1,4 +1,5 @@
-"""The training loop: ``fit(config, run_dir)``.
+"""The training loop of one stage: ``Trainer(config, run_dir).run()`` (``audiocl.training.stages``
+runs a recipe's stages, each with a trainer).
 
 One process or many (``torchrun``): ``torch.distributed`` is used only when the launcher set it up
 (``WORLD_SIZE`` > 1). Every step's randomness is seeded from ``(seed, rank, step)``, and a
@@ -192,21 +193,6 @@ def load_init(cfg: Config) -> dict:
                     f"{getattr(mine, key)!r}"
                 )
     return data
-
-
-def measure_step_seconds(cfg: Config, warmup: int = 2, steps: int = 6) -> float:
-    """Seconds per training step of ``cfg`` on this machine: the mean over ``steps`` steps after
-    ``warmup`` (a throw-away run in a temporary folder). For spending a time budget as steps."""
-    import tempfile
-
-    n = warmup + steps
-    with tempfile.TemporaryDirectory() as tmp:
-        short = dataclasses.replace(
-            cfg, train=dataclasses.replace(cfg.train, steps=n, log_every=1, dev_every=0)
-        )
-        fit(short, Path(tmp) / "run", quiet=True, record_last=False)
-        t = {r["step"]: r["elapsed_s"] for r in read_metrics(Path(tmp) / "run")}
-    return (t[n] - t[warmup]) / steps
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -481,24 +467,3 @@ class Trainer:
             self.best = eer
             return True
         return False
-
-
-def fit(
-    cfg: Config,
-    run_dir: str | Path,
-    resume: bool = False,
-    quiet: bool = False,
-    record_last: bool = True,
-) -> Path:
-    """Train per ``cfg`` into ``run_dir``; returns the run directory (model at ``model.pt``),
-    which becomes the default model unless ``record_last`` is False. With
-    ``pseudo_labels.clusters`` the run has several stages (``audiocl.training.pseudo_labels``)."""
-    try:
-        if cfg.pseudo_labels.clusters:
-            from .pseudo_labels import fit_stages
-
-            return fit_stages(cfg, Path(run_dir), resume, quiet, record_last)
-        return Trainer(cfg, Path(run_dir), resume=resume, quiet=quiet).run(record_last)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()

@@ -71,7 +71,8 @@ def train_and_compare(cfg, out, trials, test_dir, args) -> dict:
 
     from ...inference.embed import Embedder
     from ...scoring.evaluation import evaluate_trials
-    from ...training.trainer import TrainModule, fit, read_metrics
+    from ...training.stages import fit
+    from ...training.trainer import TrainModule, read_metrics
 
     torch.manual_seed(args.seed)
     untrained = TrainModule(cfg, 1)
@@ -101,8 +102,8 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from ...config import load_config
     from ...fileio import write_text_atomic
+    from ...training.recipe import load_config
 
     out = Path(args.out)
     t0 = time.monotonic()

@@ -36,8 +36,9 @@ def run(args) -> int:
     import os
     from pathlib import Path
 
-    from ...config import load_config, resolve_config_path
-    from ...training.trainer import fit
+    from ...config import resolve_config_path
+    from ...training.recipe import load_config
+    from ...training.stages import fit
 
     overrides = list(args.overrides) + ([f"train.init={args.init}"] if args.init else [])
     cfg = load_config(args.config, overrides)
