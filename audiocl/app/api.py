@@ -368,7 +368,8 @@ def load_model(
     """Load a model file (``model.pt``, or a run folder holding one, or a training checkpoint,
     or an ``.onnx`` file from ``audiocl export``). ``backend``: "torch", "onnx" (onnxruntime)
     or "auto" (onnx for ``.onnx`` files). Audio with less than ``min_speech`` seconds of
-    detected speech raises ``AudioError`` ("no speech found"; 0 turns the check off); ``vad``
+    detected speech (a tenth of its length, when shorter: ``SpeechGate.needed``) raises
+    ``AudioError`` ("no speech found"; 0 turns the check off); ``vad``
     ("energy" or "silero") also trims leading and trailing non-speech (``audiocl.io.vad``).
 
     ``path=None``: ``AUDIOCL_MODEL``, else the model the last ``audiocl train``/``quickstart``

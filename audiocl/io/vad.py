@@ -11,9 +11,12 @@ Two detectors, one interface ``detector(wave (S,), sample_rate) -> (T,) bool`` o
 - ``silero``: Silero VAD (``pip install silero-vad``, which ships its model), a small neural
   detector; more robust in loud, non-stationary noise, and slower.
 
-``SpeechGate`` applies one: a recording with less than ``min_speech`` seconds of detected speech
-raises ``AudioError(name, "no speech found ...")``; with ``trim`` the leading and trailing
-non-speech is cut (with ``pad`` seconds of margin).
+``SpeechGate`` applies one: a recording with less detected speech than it needs raises
+``AudioError(name, "no speech found ...")``; with ``trim`` the leading and trailing non-speech is
+cut (with ``pad`` seconds of margin). A recording needs ``min_speech`` seconds (0.5 s), or, when
+shorter than ``min_speech / MIN_FRACTION`` (5 s), a tenth of its length: a one-second keyword
+("up", "go") holds 0.15-0.5 s of speech, and a refusal of it would forbid wake-word use, while a
+recording with under a tenth of speech is a failed capture at any length.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ..errors import ConfigError, NoSpeechError
 
 HOP_SECONDS = 0.010
 WIN_SECONDS = 0.025
+# a recording shorter than min_speech / MIN_FRACTION needs this fraction of it to be speech
+MIN_FRACTION = 0.1
 
 
 @dataclass
@@ -110,7 +115,7 @@ def _drop_runs(mask: torch.Tensor, value: bool, shorter_than: int, inner: bool =
 
 @dataclass
 class SpeechGate:
-    """Rejects recordings with less than ``min_speech`` seconds of speech (0: no check) and,
+    """Rejects recordings with less speech than ``needed`` (0 ``min_speech``: no check) and,
     with ``trim``, cuts leading and trailing non-speech, keeping ``pad`` seconds around it."""
 
     detector: str = "energy"
@@ -145,6 +150,11 @@ class SpeechGate:
             f"-trim{self.pad:g}" if self.trim else ""
         )
 
+    def needed(self, seconds: float) -> float:
+        """Seconds of speech a recording of ``seconds`` must hold: ``min_speech``, or a tenth of
+        a recording too short to hold that at a tenth of its length."""
+        return min(self.min_speech, MIN_FRACTION * seconds)
+
     def frames(self, wave: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """``(T,)`` bool speech mask over 10 ms frames."""
         if self._detect is None:
@@ -157,11 +167,12 @@ class SpeechGate:
             return wave
         speech = self.frames(wave, sample_rate)
         seconds = float(speech.sum()) * HOP_SECONDS
-        if seconds < self.min_speech or (self.trim and seconds == 0):
+        needed = self.needed(wave.numel() / sample_rate)
+        if seconds < needed or seconds == 0:
             raise NoSpeechError(
                 name,
                 f"no speech found ({seconds:.2f} s of speech detected by the {self.detector} "
-                f"detector; at least {self.min_speech:g} s needed)",
+                f"detector; at least {needed:.2g} s needed)",
             )
         if not self.trim:
             return wave

@@ -58,8 +58,9 @@ def add_model(p) -> None:
         type=float,
         default=0.5,
         metavar="SECONDS",
-        help="refuse a recording with less detected speech than this, exit 3 'no speech found' "
-        "(default 0.5; 0 turns the check off). Always on, with or without --vad",
+        help="refuse a recording with less detected speech than this, or than a tenth of its "
+        "length when shorter, exit 3 'no speech found' (default 0.5; 0 turns the check off). "
+        "Always on, with or without --vad",
     )
 
 
