@@ -165,6 +165,8 @@ class ModelConfig:
     res2net_scale: int = 8
     se_channels: int = 128
     global_context: bool = True
+    # "ge2e" only (Resemblyzer's GE2E, for imported models): LSTM layers of width ``channels``
+    lstm_layers: int = 3
 
 
 @dataclass
@@ -428,6 +430,7 @@ RANGES = {
         "attention_channels": ">= 1",
         "res2net_scale": ">= 1",
         "se_channels": ">= 1",
+        "lstm_layers": ">= 1",
     },
     "objective": {
         "contrastive_weight": ">= 0",

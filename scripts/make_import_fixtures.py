@@ -1,5 +1,5 @@
-"""Regenerate the import parity fixtures (``tests/fixtures/import_{wespeaker,speechbrain}.json``)
-with each toolkit's own code.
+"""Regenerate the import parity fixtures
+(``tests/fixtures/import_{wespeaker,speechbrain,resemblyzer}.json``) with each toolkit's own code.
 
 For each architecture the script builds the toolkit's module, fills every tensor with seeded
 random values (``seeded_state``: no weights are stored, the tests rebuild them from the seed),
@@ -27,6 +27,18 @@ compare embeddings (cosine >= 0.999).
         speechbrain==1.1.2 kaldi-native-fbank soxr matplotlib
     PYTHONPATH=. /tmp/sb/bin/python scripts/make_import_fixtures.py --speechbrain \
         [--check ../shared/data/dev/hsb-commonvoice/*/*.flac]
+
+- ``--resemblyzer``: Resemblyzer 0.1.4 in a separate venv (it needs webrtcvad and librosa). Its
+  ``VoiceEncoder`` gets seeded weights in ``pretrained.pt``'s layout and embeds seeded signals of
+  several lengths with ``embed_utterance`` after ``preprocess_wav``'s volume normalisation (its
+  webrtcvad trimming is left to audiocl's ``--vad``). ``--check`` uses the real weights from the
+  installed package and prints the cosine with audiocl's import twice: with Resemblyzer given
+  the volume-normalised recording, and given ``preprocess_wav``'s whole output (trimmed).
+
+    python -m venv /tmp/rz && /tmp/rz/bin/pip install torch librosa webrtcvad-wheels soundfile \
+        soxr matplotlib pyyaml tqdm scipy && /tmp/rz/bin/pip install --no-deps resemblyzer==0.1.4
+    PYTHONPATH=. /tmp/rz/bin/python scripts/make_import_fixtures.py --resemblyzer \
+        [--check ../shared/data/dev/speechcommands-1s/*/*/*.flac]
 """
 
 from __future__ import annotations
@@ -293,30 +305,38 @@ def calibrate_batch_norm(net: torch.nn.Module, forward) -> dict[str, list[float]
     return stats
 
 
-def check_import(toolkit: str, folder: Path, files: list[Path], reference) -> None:
+def check_import(
+    toolkit: str, folder: Path, files: list[Path], reference, vad: str | None = None
+) -> None:
     """Print the cosines between the toolkit's embeddings (``reference(wave) -> (D,)``) and
-    those of the model imported from ``folder`` into audiocl, on whole recordings."""
+    those of the model imported from ``folder`` into audiocl, on whole recordings (trimmed by
+    audiocl's ``vad`` detector, when given; a file it finds no speech in to trim is skipped)."""
     import soundfile as sf
 
     import audiocl
+    from audiocl.errors import NoSpeechError
     from audiocl.interop.importers import IMPORTERS
     from audiocl.modelfile import checkpoint
 
     out = folder / "audiocl.pt"
     checkpoint.save(out, IMPORTERS[toolkit](folder))
-    model = audiocl.load_model(out)
+    model = audiocl.load_model(out, vad=vad, min_speech=0.0)  # every file, speech or not
     cosines = []
     for f in files:
         audio, sr = sf.read(f, dtype="float32")
         if sr != SR:
             raise SystemExit(f"{f}: {sr} Hz, the fixtures' models take {SR} Hz")
+        try:
+            got = torch.from_numpy(model.embed(audio)).double()
+        except NoSpeechError:
+            continue
         with torch.no_grad():
             ref = reference(torch.from_numpy(audio)).double()
-        got = torch.from_numpy(model.embed(audio)).double()
         cosines.append(float(got @ ref / ref.norm() / got.norm()))
     print(
-        f"{folder.name}: cosine of audiocl's import with {toolkit} on {len(files)} recordings: "
-        f"min {min(cosines):.7f}, mean {sum(cosines) / len(cosines):.7f}"
+        f"{folder.name}: cosine of audiocl's import with {toolkit} on {len(cosines)} recordings "
+        f"({len(files) - len(cosines)} without speech to trim): min {min(cosines):.7f}, "
+        f"mean {sum(cosines) / len(cosines):.7f}"
     )
 
 
@@ -358,20 +378,78 @@ def wespeaker_fixtures(src: Path, check: list[Path]) -> dict:
     return {"source": "wespeaker", "models": fixtures}
 
 
+RZ_SIGNALS = [(3.7, 7), (1.0, 8), (0.6, 9)]  # (seconds, seed): several partials, one, padded
+
+
+def resemblyzer_fixtures(check: list[Path]) -> dict:
+    """Resemblyzer's own ``embed_utterance`` of seeded weights (and, with ``check``, the cosine
+    of the real weights' import with Resemblyzer on real recordings)."""
+    import tempfile
+
+    from resemblyzer import VoiceEncoder
+    from resemblyzer.audio import normalize_volume, preprocess_wav
+    from resemblyzer.hparams import audio_norm_target_dBFS
+
+    def prepared(wave: np.ndarray) -> np.ndarray:
+        return normalize_volume(wave, audio_norm_target_dBFS, increase_only=True)
+
+    real = Path(importlib.util.find_spec("resemblyzer").origin).parent / "pretrained.pt"
+    state = torch.load(real, map_location="cpu", weights_only=True)["model_state"]
+    shapes = [(k, list(v.shape), str(v.dtype)) for k, v in state.items()]
+    seed = 3000
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pretrained.pt"
+        torch.save({"step": 0, "model_state": seeded_state(shapes, seed)}, path)
+        encoder = VoiceEncoder("cpu", verbose=False, weights_fpath=path)
+        signals = []
+        for seconds, s in RZ_SIGNALS:
+            wave = test_signal(seconds, s)
+            emb = encoder.embed_utterance(prepared(wave))
+            signals.append({"samples": wave.size, "seed": s, "embedding": emb.round(7).tolist()})
+    if check:
+        real_encoder = VoiceEncoder("cpu", verbose=False)
+        folder = Path(tempfile.mkdtemp())
+        (folder / "pretrained.pt").write_bytes(real.read_bytes())
+        cases = [
+            ("volume-normalised", prepared, None),
+            ("preprocess_wav", preprocess_wav, None),
+            ("preprocess_wav", preprocess_wav, "energy"),
+        ]
+        for label, prep, vad in cases:
+            print(f"Resemblyzer given the {label} recording, audiocl --vad {vad}:")
+            check_import(
+                "resemblyzer",
+                folder,
+                check,
+                lambda w, prep=prep: torch.from_numpy(
+                    real_encoder.embed_utterance(prep(w.numpy()))
+                ),
+                vad,
+            )
+    import resemblyzer
+
+    version = getattr(resemblyzer, "__version__", "0.1.4")
+    return {"source": "resemblyzer", "version": version, "model": "ge2e", "seed": seed,
+            "shapes": shapes, "signals": signals}  # fmt: skip
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--wespeaker", type=Path, help="WeSpeaker source checkout")
     p.add_argument("--speechbrain", action="store_true", help="use the installed SpeechBrain")
+    p.add_argument("--resemblyzer", action="store_true", help="use the installed Resemblyzer")
     p.add_argument("--check", type=Path, nargs="*", default=[], help="real recordings (16 kHz)")
     p.add_argument("--out", type=Path, default=FIXTURES, help="fixtures folder")
     args = p.parse_args(argv)
-    if not args.wespeaker and not args.speechbrain:
-        p.error("give --wespeaker SRC and/or --speechbrain")
+    if not (args.wespeaker or args.speechbrain or args.resemblyzer):
+        p.error("give --wespeaker SRC, --speechbrain and/or --resemblyzer")
     made = []
     if args.wespeaker:
         made.append(wespeaker_fixtures(args.wespeaker, args.check))
     if args.speechbrain:
         made.append(speechbrain_fixtures(args.check))
+    if args.resemblyzer:
+        made.append(resemblyzer_fixtures(args.check))
     args.out.mkdir(parents=True, exist_ok=True)
     for fixture in made:
         path = args.out / f"import_{fixture['source']}.json"

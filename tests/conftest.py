@@ -29,6 +29,30 @@ def make_tiny_model():
     return make
 
 
+@pytest.fixture(scope="session")
+def use_everywhere():
+    """``use(model, folder) -> files``: enroll, identify, verify and ``eval --calibrate`` with
+    ``model`` on synthetic voices made in ``folder`` (3 speakers x 2), through the CLI;
+    returns the voices' files. What an imported model must survive as a trained one does."""
+
+    def use(model: Path, folder: Path) -> list[str]:
+        from audiocl.app.cli import main
+        from audiocl.data.synth import synthesize_corpus
+
+        data = synthesize_corpus(folder / "voices", speakers=3, utterances=2, duration=(1.5, 2.0))
+        files = sorted(str(p) for p in data.rglob("*.flac"))
+        db, common = str(folder / "s.db"), ["--model", str(model)]
+        assert main(["enroll", files[0], "--name", "a", "--db", db, *common]) == 0
+        assert main(["identify", files[1], "--db", db, *common]) == 0
+        assert main(["verify", files[0], files[1], "--threshold", "0.5", *common]) in (0, 1)
+        args = ["--trials", str(data / "trials.txt"), "--audio-root", str(data)]
+        out = ["--out", str(folder / "eval"), "--no-cache"]
+        assert main(["eval", *args, *out, "--calibrate", *common]) == 0
+        return files
+
+    return use
+
+
 HOME_VARS = ("HOME", "AUDIOCL_HOME", "XDG_DATA_HOME", "AUDIOCL_MODEL", "AUDIOCL_STARTER")
 
 

@@ -124,9 +124,7 @@ def test_front_end_matters(tmp_path, toolkit):
 
 
 @pytest.mark.parametrize("toolkit", TOOLKITS)
-def test_imported_model_works_everywhere(tmp_path, capsys, toolkit):
-    from audiocl.data.synth import synthesize_corpus
-
+def test_imported_model_works_everywhere(tmp_path, capsys, toolkit, use_everywhere):
     fixture = FIXTURES[toolkit]["models"][0]
     folder = MODEL_DIRS[toolkit](tmp_path / "source", fixture)
     out = tmp_path / "model.pt"
@@ -134,15 +132,7 @@ def test_imported_model_works_everywhere(tmp_path, capsys, toolkit):
     info = json.loads(capsys.readouterr().out)
     encoder = {"speechbrain": "ecapa_speechbrain", "wespeaker": "ecapa_tdnn"}[toolkit]
     assert info["encoder"] == encoder and info["embed_dim"] == len(fixture["embedding"])
-    data = synthesize_corpus(tmp_path / "voices", speakers=3, utterances=2, duration=(1.5, 2.0))
-    files = sorted(str(p) for p in data.rglob("*.flac"))
-    db, common = str(tmp_path / "s.db"), ["--model", str(out)]
-    assert main(["enroll", files[0], "--name", "a", "--db", db, *common]) == 0
-    assert main(["identify", files[1], "--db", db, *common]) == 0
-    assert main(["verify", files[0], files[1], "--threshold", "0.5", *common]) in (0, 1)
-    report = tmp_path / "eval"
-    args = ["--trials", str(data / "trials.txt"), "--audio-root", str(data), "--out", str(report)]
-    assert main(["eval", *args, "--calibrate", "--no-cache", *common]) == 0
+    files = use_everywhere(out, tmp_path)
     assert audiocl.load_model(out).calibration is not None
     assert audiocl.load_model(out).model_id == info["model_id"]
     # and out to ONNX: export refuses to write a graph below cosine 0.9999 with PyTorch

@@ -20,13 +20,14 @@ def require(folder: Path, name: str) -> Path:
 
 def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors, read with ``weights_only=True`` (never unpickling code); a
-    ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped."""
+    ``{"state_dict": ...}``, ``{"model": ...}`` or ``{"model_state": ...}`` (Resemblyzer) wrapper is
+    unwrapped."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for unreadable or unsafe files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
-    for key in ("state_dict", "model"):
+    for key in ("state_dict", "model", "model_state"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):

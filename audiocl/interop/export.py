@@ -105,9 +105,23 @@ def metadata(data: dict) -> dict[str, str]:
     return meta
 
 
+# front ends whose graph depends on the recording's length in Python control flow, which a
+# graph with a dynamic length cannot hold (yet): front end -> why
+NOT_EXPORTABLE = {
+    "resemblyzer": "GE2E's partial utterances (how many, and whether the last is kept) are "
+    "counted from the recording's length",
+}
+
+
 def to_onnx_bytes(data: dict) -> bytes:
     """The ONNX graph of a loaded model file, serialised."""
     require_onnx()
+    frontend = data["config"].get("features", {}).get("frontend", "fbank")
+    if frontend in NOT_EXPORTABLE:
+        raise ModelError(
+            f"ONNX export of models with the {frontend} front end is not supported: "
+            f"{NOT_EXPORTABLE[frontend]}; run it with the torch backend"
+        )
     cfg, fbank, encoder = build_inference_model(data)
     net = WaveformEncoder(fbank, encoder).eval()
     # a batch of 2: an example dimension of size 1 would be fixed to 1 in the graph

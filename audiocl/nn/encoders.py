@@ -8,6 +8,7 @@ from ..config import ModelConfig
 from .ecapa import EcapaTdnn
 from .ecapa_speechbrain import SpeechBrainEcapa
 from .ensemble import Ensemble
+from .ge2e import Ge2eLstm
 from .heads import ProjectionHead
 from .resnet import ResNet34
 
@@ -15,12 +16,14 @@ ENCODERS: dict[str, type[nn.Module]] = {
     "ecapa_tdnn": EcapaTdnn,
     "ecapa_speechbrain": SpeechBrainEcapa,
     "resnet34": ResNet34,
+    "ge2e": Ge2eLstm,
 }
 
 __all__ = [
     "ENCODERS",
     "EcapaTdnn",
     "Ensemble",
+    "Ge2eLstm",
     "ProjectionHead",
     "ResNet34",
     "SpeechBrainEcapa",

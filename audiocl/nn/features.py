@@ -309,8 +309,113 @@ class SpeechBrainFbank(FrontEnd):
         return db
 
 
+def slaney_mel(freq: Tensor) -> Tensor:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    linear = freq / (200.0 / 3.0)
+    log = 15.0 + torch.log(freq.clamp_min(1000.0) / 1000.0) / (math.log(6.4) / 27.0)
+    return torch.where(freq >= 1000.0, log, linear)
+
+
+def slaney_mel_to_hz(mel: Tensor) -> Tensor:
+    linear = mel * (200.0 / 3.0)
+    log = 1000.0 * torch.exp((math.log(6.4) / 27.0) * (mel - 15.0))
+    return torch.where(mel >= 15.0, log, linear)
+
+
+def slaney_mel_matrix(n_mels: int, n_fft: int, sample_rate: int) -> Tensor:
+    """librosa's default mel filters (``librosa.filters.mel``: Slaney scale, Slaney area
+    normalisation, 0 Hz to Nyquist) as a ``(n_fft // 2 + 1, n_mels)`` float64 matrix."""
+    freqs = torch.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+    top = slaney_mel(torch.tensor(sample_rate / 2.0, dtype=torch.float64))
+    edges = slaney_mel_to_hz(torch.linspace(0.0, float(top), n_mels + 2, dtype=torch.float64))
+    width = edges.diff()
+    ramps = edges[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / width[:-1, None]
+    upper = ramps[2:] / width[1:, None]
+    weights = torch.minimum(lower, upper).clamp_min(0.0)
+    weights = weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.T.contiguous()
+
+
+# Resemblyzer's GE2E encoder reads partial utterances of this many frames (1.6 s)
+PARTIAL_FRAMES = 160
+
+
+class ResemblyzerMel(FrontEnd):
+    """Resemblyzer's front end for its GE2E encoder, as ``VoiceEncoder.embed_utterance`` runs
+    it: ``(B, S)`` float waveforms in [-1, 1] -> ``(B, P * 160, n_mels)``, ``P`` partial
+    utterances of 160 frames laid end to end (``audiocl.nn.ge2e`` embeds each).
+
+    Each waveform is first raised to -30 dBFS when quieter (``preprocess_wav``'s volume
+    normalisation; its webrtcvad trimming of long pauses is left to audiocl's ``--vad``). The
+    partials start every ``round(sample_rate / 1.3 / hop)`` frames; the last one is kept when it
+    covers at least 75% of its window, and the waveform is zero-padded to its end. The features
+    are librosa's ``melspectrogram`` defaults: a centred STFT (zero-padded, periodic Hann window
+    of ``n_fft`` = the window), power, Slaney mel filters; no log. The DFT is one strided conv
+    (``windowed_dft_basis``), as in the other front ends.
+    """
+
+    config_fields = ("n_mels", "win_ms", "hop_ms")
+    target_dbfs = -30.0
+    rate = 1.3  # partial utterances per second
+    min_coverage = 0.75
+
+    def __init__(
+        self, sample_rate: int = 16000, n_mels: int = 40, win_ms: float = 25.0, hop_ms: float = 10.0
+    ):
+        super().__init__()
+        self.sample_rate, self.n_mels = int(sample_rate), int(n_mels)
+        self.n_fft = int(sample_rate * win_ms / 1000)  # Resemblyzer's int(), not round()
+        self.hop_length = int(sample_rate * hop_ms / 1000)
+        self.frame_step = int(round(sample_rate / self.rate / self.hop_length))
+        if not 0 < self.frame_step <= PARTIAL_FRAMES or self.n_fft < 2:
+            raise ValueError(
+                f"window {self.n_fft} / hop {self.hop_length} samples do not make GE2E partials"
+            )
+        n = torch.arange(self.n_fft, dtype=torch.float64)
+        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / self.n_fft)  # periodic Hann
+        basis = windowed_dft_basis(window, self.n_fft)
+        self.register_buffer("kernel", basis.float().unsqueeze(1), persistent=False)
+        mel = slaney_mel_matrix(n_mels, self.n_fft, sample_rate)
+        self.register_buffer("mel", mel.float(), persistent=False)
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate}, n_mels={self.n_mels}, n_fft={self.n_fft}, "
+            f"hop={self.hop_length}, partials={PARTIAL_FRAMES} frames every {self.frame_step}"
+        )
+
+    def partial_starts(self, num_samples: int) -> list[int]:
+        """First frame of each partial utterance of a ``num_samples`` waveform (Resemblyzer's
+        ``compute_partial_slices``)."""
+        n_frames = -(-(num_samples + 1) // self.hop_length)
+        steps = max(1, n_frames - PARTIAL_FRAMES + self.frame_step + 1)
+        starts = list(range(0, steps, self.frame_step))
+        span = PARTIAL_FRAMES * self.hop_length
+        coverage = (num_samples - starts[-1] * self.hop_length) / span
+        if coverage < self.min_coverage and len(starts) > 1:
+            starts.pop()
+        return starts
+
+    def _compute(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+        rms = wave.double().square().mean(dim=1, keepdim=True).sqrt()
+        gain = (10.0 ** (self.target_dbfs / 20.0)) / rms.clamp_min(1e-12)
+        wave = wave * torch.where((gain > 1.0) & (rms > 0), gain, 1.0).float()
+        starts = self.partial_starts(wave.shape[1])
+        end = (starts[-1] + PARTIAL_FRAMES) * self.hop_length
+        half = self.n_fft // 2
+        padded = nn.functional.pad(wave, (half, half + max(0, end - wave.shape[1])))
+        power = conv_power(padded, self.kernel, self.hop_length)
+        feats = torch.matmul(power, self.mel)  # (B, T, n_mels)
+        return torch.cat([feats[:, s : s + PARTIAL_FRAMES] for s in starts], dim=1)
+
+
 # features.frontend -> class (plain registry)
-FRONTENDS: dict[str, type[FrontEnd]] = {"fbank": Fbank, "speechbrain": SpeechBrainFbank}
+FRONTENDS: dict[str, type[FrontEnd]] = {
+    "fbank": Fbank,
+    "speechbrain": SpeechBrainFbank,
+    "resemblyzer": ResemblyzerMel,
+}
 
 
 def build_frontend(cfg: FeatureConfig, sample_rate: int) -> FrontEnd:
