@@ -94,11 +94,28 @@ def test_mel_filters_are_librosas():
 def test_imported_ge2e_works_everywhere(tmp_path, ge2e, capsys, use_everywhere):
     use_everywhere(ge2e, tmp_path)
     assert audiocl.load_model(ge2e).calibration is not None
-    capsys.readouterr()
-    # export says why it cannot write a graph, rather than failing inside the tracer
-    assert main(["export", str(ge2e), "--onnx", str(tmp_path / "g.onnx")]) == 4
-    assert "resemblyzer front end is not supported" in capsys.readouterr().err
-    assert not (tmp_path / "g.onnx").exists()
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript")),
+    reason="needs the onnx extra",
+)
+def test_exported_ge2e_matches_pytorch_at_every_length(tmp_path, ge2e):
+    """The graph embeds every window and weights the partials Resemblyzer keeps; lengths around
+    the point where the last partial stops being dropped (31,519 / 31,520 samples), the
+    fixture's three and a long one must all agree with the PyTorch path."""
+    onnx_path = tmp_path / "ge2e.onnx"
+    assert main(["export", str(ge2e), "--onnx", str(onnx_path)]) == 0
+    torch_model = audiocl.load_model(ge2e, min_speech=0.0)
+    onnx_model = audiocl.load_model(onnx_path, min_speech=0.0)
+    assert onnx_model.model_id == torch_model.model_id
+    fe = ResemblyzerMel()
+    assert len(fe.partial_starts(31519)) == len(fe.partial_starts(31520)) - 1
+    waves = [signal(e) for e in FIXTURE["signals"]]
+    long = fixtures_script.test_signal(9.3, 11)
+    for wave in [*waves, long[:31519], long[:31520], long]:
+        a, b = torch_model.embed(wave), onnx_model.embed(wave)
+        assert cosine(a, b) >= 0.9999, wave.size
 
 
 def test_bad_resemblyzer_files_are_named(tmp_path, capsys):

@@ -28,9 +28,18 @@ from torch import Tensor, nn
 from ..errors import ModelError
 from ..fileio import atomic_path
 from ..modelfile import checkpoint
-from ..modelfile.network import build_inference_model
+from ..modelfile.network import Centered, build_inference_model
 from ..modelfile.onnx_file import require_onnx
-from ..nn.features import _FLT_EPSILON, WINDOWS, Fbank, conv_power, windowed_dft_basis
+from ..nn.features import (
+    _FLT_EPSILON,
+    PARTIAL_FRAMES,
+    WINDOWS,
+    Fbank,
+    ResemblyzerMel,
+    conv_power,
+    windowed_dft_basis,
+)
+from ..nn.ge2e import Ge2eLstm
 from .onnx_runtime import OnnxNet
 
 OPSET = 18
@@ -87,6 +96,51 @@ class WaveformEncoder(nn.Module):
         return self.encoder(self.fbank(waveform))
 
 
+class Ge2eGraph(nn.Module):
+    """Resemblyzer's GE2E (``ResemblyzerMel`` + ``Ge2eLstm``, centred when adapted) as
+    export-friendly ops: ``waveform (B, S)`` -> ``(B, D)``, equal to the PyTorch path up to float32
+    rounding.
+
+    How many partial utterances a recording has, and whether its last one is kept, is Python
+    arithmetic on the length in ``ResemblyzerMel``; a graph with a dynamic length cannot hold
+    it. Here every window that fits after padding by one partial of zeros is embedded
+    (``unfold``), and the same arithmetic, done on tensors, weights the ones Resemblyzer keeps by
+    1 and the others by 0. The zeros give the kept windows the very frames the front end gives
+    them (it pads with zeros too).
+    """
+
+    def __init__(self, fbank: ResemblyzerMel, encoder: nn.Module):
+        super().__init__()
+        self.fbank = fbank
+        self.centre = encoder if isinstance(encoder, Centered) else None
+        self.encoder = encoder.encoder if self.centre is not None else encoder
+        if not isinstance(self.encoder, Ge2eLstm):
+            raise ModelError(
+                f"the resemblyzer front end exports with the ge2e encoder only, not "
+                f"{type(self.encoder).__name__}"
+            )
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        fb, frames, step = self.fbank, PARTIAL_FRAMES, self.fbank.frame_step
+        hop = fb.hop_length
+        wave = fb.louder(waveform.float())
+        n = torch.ones(wave.shape[1], dtype=torch.int64, device=wave.device).sum()
+        feats = fb.power_mel(nn.functional.pad(wave, (0, frames * hop)))
+        windows = feats.unfold(1, frames, step).transpose(2, 3)  # (B, W, frames, n_mels)
+        b, w = windows.shape[0], windows.shape[1]
+        # ResemblyzerMel.partial_starts on tensors: how many partials, the last one kept or not
+        steps = ((n + hop) // hop - frames + step + 1).clamp_min(1)
+        count = (steps + step - 1) // step
+        last = (count - 1) * step
+        drop = ((n - last * hop) * 4 < 3 * frames * hop) & (count > 1)
+        keep = (torch.arange(w, device=wave.device) < count - drop.long()).float()
+        e = self.encoder.embed_partials(windows.reshape(b * w, frames, windows.shape[3]))
+        e = (e.reshape(b, w, -1) * keep[None, :, None]).sum(dim=1) / keep.sum()
+        if self.centre is not None:
+            e = nn.functional.normalize(e, dim=1) - self.centre.mean
+        return e
+
+
 def metadata(data: dict) -> dict[str, str]:
     """What the ONNX file keeps of a model file: its identity, sample rate and calibration."""
     from ..config import Config, from_dict
@@ -105,25 +159,12 @@ def metadata(data: dict) -> dict[str, str]:
     return meta
 
 
-# front ends whose graph depends on the recording's length in Python control flow, which a
-# graph with a dynamic length cannot hold (yet): front end -> why
-NOT_EXPORTABLE = {
-    "resemblyzer": "GE2E's partial utterances (how many, and whether the last is kept) are "
-    "counted from the recording's length",
-}
-
-
 def to_onnx_bytes(data: dict) -> bytes:
     """The ONNX graph of a loaded model file, serialised."""
     require_onnx()
-    frontend = data["config"].get("features", {}).get("frontend", "fbank")
-    if frontend in NOT_EXPORTABLE:
-        raise ModelError(
-            f"ONNX export of models with the {frontend} front end is not supported: "
-            f"{NOT_EXPORTABLE[frontend]}; run it with the torch backend"
-        )
     cfg, fbank, encoder = build_inference_model(data)
-    net = WaveformEncoder(fbank, encoder).eval()
+    net = (Ge2eGraph if isinstance(fbank, ResemblyzerMel) else WaveformEncoder)(fbank, encoder)
+    net = net.eval()
     # a batch of 2: an example dimension of size 1 would be fixed to 1 in the graph
     example = torch.zeros(2, 2 * cfg.data.sample_rate)
     buf = io.BytesIO()

@@ -397,16 +397,23 @@ class ResemblyzerMel(FrontEnd):
             starts.pop()
         return starts
 
-    def _compute(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+    def louder(self, wave: Tensor) -> Tensor:
+        """``(B, S)`` with each row raised to ``target_dbfs`` when quieter (never lowered)."""
         rms = wave.double().square().mean(dim=1, keepdim=True).sqrt()
         gain = (10.0 ** (self.target_dbfs / 20.0)) / rms.clamp_min(1e-12)
-        wave = wave * torch.where((gain > 1.0) & (rms > 0), gain, 1.0).float()
+        return wave * torch.where((gain > 1.0) & (rms > 0), gain, 1.0).float()
+
+    def power_mel(self, wave: Tensor) -> Tensor:
+        """``(B, S)`` -> ``(B, 1 + S // hop, n_mels)``: librosa's centred power mel."""
+        half = self.n_fft // 2
+        power = conv_power(nn.functional.pad(wave, (half, half)), self.kernel, self.hop_length)
+        return torch.matmul(power, self.mel)
+
+    def _compute(self, wave: Tensor, generator: torch.Generator | None) -> Tensor:
+        wave = self.louder(wave)
         starts = self.partial_starts(wave.shape[1])
         end = (starts[-1] + PARTIAL_FRAMES) * self.hop_length
-        half = self.n_fft // 2
-        padded = nn.functional.pad(wave, (half, half + max(0, end - wave.shape[1])))
-        power = conv_power(padded, self.kernel, self.hop_length)
-        feats = torch.matmul(power, self.mel)  # (B, T, n_mels)
+        feats = self.power_mel(nn.functional.pad(wave, (0, max(0, end - wave.shape[1]))))
         return torch.cat([feats[:, s : s + PARTIAL_FRAMES] for s in starts], dim=1)
 
 

@@ -34,8 +34,11 @@ class Ge2eLstm(nn.Module):
         b, t, f = feats.shape
         # features not laid out in partials (another front end) are one partial of any length
         size = PARTIAL_FRAMES if t % PARTIAL_FRAMES == 0 else t
-        parts = feats.reshape(b * (t // size), size, f)
+        e = self.embed_partials(feats.reshape(b * (t // size), size, f))
+        return e.reshape(b, -1, e.shape[1]).mean(dim=1)
+
+    def embed_partials(self, parts: Tensor) -> Tensor:
+        """``(N, frames, n_mels)`` partial utterances -> ``(N, D)`` L2-normalised embeddings."""
         _, (hidden, _) = self.lstm(parts)
         e = torch.relu(self.linear(hidden[-1]))
-        e = e / torch.linalg.vector_norm(e, dim=1, keepdim=True).clamp_min(1e-12)
-        return e.reshape(b, -1, e.shape[1]).mean(dim=1)
+        return e / torch.linalg.vector_norm(e, dim=1, keepdim=True).clamp_min(1e-12)
