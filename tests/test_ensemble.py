@@ -112,7 +112,7 @@ def test_ensemble_refuses_what_it_cannot_combine(tmp_path, members, voices, caps
     wide["config"]["model"]["channels"] = 64
     checkpoint.save(tmp_path / "wide.pt", wide)
     assert main(["ensemble", str(a), str(tmp_path / "wide.pt"), "--out", str(x)]) == 4
-    assert "wide.pt: its model config differs" in capsys.readouterr().err
+    assert "wide.pt: its weights do not fit its config" in capsys.readouterr().err
     slow = checkpoint.load(a)
     slow["config"]["data"]["sample_rate"] = 8000
     checkpoint.save(tmp_path / "8k.pt", slow)
@@ -131,3 +131,78 @@ def test_ensemble_refuses_what_it_cannot_combine(tmp_path, members, voices, caps
 def test_training_refuses_an_ensemble_config(tmp_path):
     with pytest.raises(ConfigError, match="model.members: training builds one encoder"):
         load_config(None, ["model.members=2"])
+
+
+def other_architecture(path, seed=5):
+    """A small ResNet34 with SpeechBrain's front end (80 mels) and 24-dim embeddings: another
+    architecture, front end and embedding size than ``make_tiny_model``'s ECAPA."""
+    import torch
+
+    from audiocl.config import Config, to_dict
+    from audiocl.nn.encoders import build_encoder
+
+    cfg = Config()
+    cfg.model.encoder, cfg.model.base_channels, cfg.model.embed_dim = "resnet34", 4, 24
+    cfg.features.frontend, cfg.features.low_freq = "speechbrain", 0.0
+    torch.manual_seed(seed)
+    state = build_encoder(cfg.model, cfg.features.n_mels).state_dict()
+    checkpoint.save(path, checkpoint.make_model_file(state, to_dict(cfg), step=0))
+    return path
+
+
+def test_mixed_ensemble_fuses_other_architectures_with_weights(tmp_path, members, voices, capsys):
+    a = members[0]
+    c = other_architecture(tmp_path / "c.pt")
+    out, even = tmp_path / "ac.pt", tmp_path / "even.pt"
+    args = ["ensemble", str(a), str(c), "--out", str(out), "--weights", "0.7", "0.3", "--json"]
+    assert main(args) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["embed_dim"] == 16 + 24 and info["weights"] == pytest.approx([0.7, 0.3])
+    data = checkpoint.load(out)
+    assert data["config"]["model"]["encoder"] == "mixed"
+    assert [m["config"]["features"]["frontend"] for m in data["ensemble_of"]] == [
+        "fbank",
+        "speechbrain",
+    ]
+    ma, mc, mac = (audiocl.load_model(p, min_speech=0.0) for p in (a, c, out))
+    ea, ec, eac = (m.embed_many(voices[:3]) for m in (ma, mc, mac))
+    assert eac.shape == (3, 40) and mac.embed_dim == 40
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        want = 0.7 * float(ea[i] @ ea[j]) + 0.3 * float(ec[i] @ ec[j])
+        assert float(eac[i] @ eac[j]) == pytest.approx(want, abs=1e-5)
+    # other weights fuse other scores: another model id; equal weights are the default's
+    assert main(["ensemble", str(a), str(c), "--out", str(even), "--weights", "1", "1"]) == 0
+    assert checkpoint.load(even)["model_id"] != data["model_id"]
+    assert main(["ensemble", str(a), str(c), "--out", str(tmp_path / "d.pt")]) == 0
+    assert checkpoint.load(tmp_path / "d.pt")["model_id"] == checkpoint.load(even)["model_id"]
+    capsys.readouterr()
+    for bad in (["0.5"], ["1", "-1"], ["0", "0"]):
+        assert main(["ensemble", str(a), str(c), "--out", str(tmp_path / "x.pt"), "--weights",
+                     *bad]) == 2  # fmt: skip
+        assert "ensemble weights" in capsys.readouterr().err
+    # an adapted mixed ensemble centres the fused embedding
+    adapted = mac.adapt(voices * 4, tmp_path / "ad.pt")
+    assert adapted.embed(voices[0]).shape == (40,)
+
+
+@pytest.mark.skipif(not ONNX, reason="the onnx extra is not installed")
+def test_exported_mixed_ensemble_matches_torch(tmp_path, members, voices):
+    """Members with their own front ends, a GE2E among them (seeded weights), adapted too."""
+    import test_import_resemblyzer as rz
+
+    ge2e = tmp_path / "ge2e.pt"
+    weights = str(rz.pretrained(tmp_path / "pretrained.pt"))
+    assert main(["import", "resemblyzer", weights, "--out", str(ge2e)]) == 0
+    c = other_architecture(tmp_path / "c.pt")
+    out = tmp_path / "mixed.pt"
+    assert main(["ensemble", str(members[0]), str(c), str(ge2e), "--out", str(out),
+                 "--weights", "0.5", "0.2", "0.3"]) == 0  # fmt: skip
+    audiocl.load_model(out, min_speech=0.0).adapt(voices * 4, tmp_path / "ad.pt")
+    for model in (out, tmp_path / "ad.pt"):
+        onnx_path = model.with_suffix(".onnx")
+        assert main(["export", str(model), "--onnx", str(onnx_path)]) == 0
+        exported = audiocl.load_model(onnx_path, min_speech=0.0)
+        torch_model = audiocl.load_model(model, min_speech=0.0)
+        assert exported.model_id == torch_model.model_id and exported.embed_dim == 16 + 24 + 256
+        cos = (exported.embed_many(voices) * torch_model.embed_many(voices)).sum(1)
+        assert cos.min() > 0.9999

@@ -30,6 +30,7 @@ from ..fileio import atomic_path
 from ..modelfile import checkpoint
 from ..modelfile.network import Centered, build_inference_model
 from ..modelfile.onnx_file import require_onnx
+from ..nn.ensemble import MixedEnsemble, fuse
 from ..nn.features import (
     _FLT_EPSILON,
     PARTIAL_FRAMES,
@@ -97,7 +98,7 @@ class WaveformEncoder(nn.Module):
 
 
 class Ge2eGraph(nn.Module):
-    """Resemblyzer's GE2E (``ResemblyzerMel`` + ``Ge2eLstm``, centred when adapted) as
+    """Resemblyzer's GE2E (``ResemblyzerMel`` + ``Ge2eLstm``) as
     export-friendly ops: ``waveform (B, S)`` -> ``(B, D)``, equal to the PyTorch path up to float32
     rounding.
 
@@ -111,13 +112,11 @@ class Ge2eGraph(nn.Module):
 
     def __init__(self, fbank: ResemblyzerMel, encoder: nn.Module):
         super().__init__()
-        self.fbank = fbank
-        self.centre = encoder if isinstance(encoder, Centered) else None
-        self.encoder = encoder.encoder if self.centre is not None else encoder
-        if not isinstance(self.encoder, Ge2eLstm):
+        self.fbank, self.encoder = fbank, encoder
+        if not isinstance(encoder, Ge2eLstm):
             raise ModelError(
                 f"the resemblyzer front end exports with the ge2e encoder only, not "
-                f"{type(self.encoder).__name__}"
+                f"{type(encoder).__name__}"
             )
 
     def forward(self, waveform: Tensor) -> Tensor:
@@ -135,13 +134,45 @@ class Ge2eGraph(nn.Module):
         drop = ((n - last * hop) * 4 < 3 * frames * hop) & (count > 1)
         keep = (torch.arange(w, device=wave.device) < count - drop.long()).float()
         e = self.encoder.embed_partials(windows.reshape(b * w, frames, windows.shape[3]))
-        e = (e.reshape(b, w, -1) * keep[None, :, None]).sum(dim=1) / keep.sum()
-        if self.centre is not None:
-            e = nn.functional.normalize(e, dim=1) - self.centre.mean
-        return e
+        return (e.reshape(b, w, -1) * keep[None, :, None]).sum(dim=1) / keep.sum()
 
 
-def metadata(data: dict) -> dict[str, str]:
+class FusedGraph(nn.Module):
+    """A ``MixedEnsemble`` as one graph: each member's graph on the waveform, fused."""
+
+    def __init__(self, members: list[nn.Module], weights: list[float]):
+        super().__init__()
+        self.members, self.weights = nn.ModuleList(members), weights
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return fuse([m(waveform) for m in self.members], self.weights)
+
+
+class CentredGraph(nn.Module):
+    """A graph followed by an adapted model's centring (``Centered``, after any pooling)."""
+
+    def __init__(self, net: nn.Module, mean: Tensor):
+        super().__init__()
+        self.net = net  # not "graph": torch.fx's name for a traced module's graph
+        self.register_buffer("mean", mean, persistent=False)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        return nn.functional.normalize(self.net(waveform).float(), dim=1) - self.mean
+
+
+def inference_graph(fbank: nn.Module, encoder: nn.Module) -> nn.Module:
+    """The export-friendly ``waveform (B, S) -> (B, D)`` module of a built inference network."""
+    if isinstance(encoder, Centered):
+        return CentredGraph(inference_graph(fbank, encoder.encoder), encoder.mean)
+    if isinstance(encoder, MixedEnsemble):
+        members = [inference_graph(m.fbank, m.encoder) for m in encoder.members]
+        return FusedGraph(members, encoder.weights)
+    if isinstance(fbank, ResemblyzerMel):
+        return Ge2eGraph(fbank, encoder)
+    return WaveformEncoder(fbank, encoder)
+
+
+def metadata(data: dict, embed_dim: int | None = None) -> dict[str, str]:
     """What the ONNX file keeps of a model file: its identity, sample rate and calibration."""
     from ..config import Config, from_dict
 
@@ -149,7 +180,8 @@ def metadata(data: dict) -> dict[str, str]:
     meta = {
         "audiocl_model_id": data.get("model_id") or checkpoint.model_id(data["encoder"]),
         "sample_rate": str(cfg.data.sample_rate),
-        "embed_dim": str(cfg.model.embed_dim),
+        # an ensemble's embedding is its members' together: the built network says how wide
+        "embed_dim": str(embed_dim or cfg.model.embed_dim),
     }
     for key in ("name", "source", "license", "attribution"):
         if data.get(key):
@@ -163,8 +195,7 @@ def to_onnx_bytes(data: dict) -> bytes:
     """The ONNX graph of a loaded model file, serialised."""
     require_onnx()
     cfg, fbank, encoder = build_inference_model(data)
-    net = (Ge2eGraph if isinstance(fbank, ResemblyzerMel) else WaveformEncoder)(fbank, encoder)
-    net = net.eval()
+    net = inference_graph(fbank, encoder).eval()
     # a batch of 2: an example dimension of size 1 would be fixed to 1 in the graph
     example = torch.zeros(2, 2 * cfg.data.sample_rate)
     buf = io.BytesIO()
@@ -180,7 +211,7 @@ def to_onnx_bytes(data: dict) -> bytes:
     import onnx
 
     model = onnx.load_from_string(buf.getvalue())
-    for key, value in metadata(data).items():
+    for key, value in metadata(data, getattr(encoder, "embed_dim", None)).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model.SerializeToString()

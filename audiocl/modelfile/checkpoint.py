@@ -92,11 +92,9 @@ def make_model_file(
     }
 
 
-def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, Any]]:
-    """The files of ``paths`` (at least two), checked to be one architecture: the same model
-    and features config and sample rate (defaults filled in, so files from before a key
-    existed still match) and the same encoder weight names and shapes, none adapted.
-    ``ModelError`` names a file that differs from the first."""
+def _load_combinable(paths: list[str | os.PathLike], what: str) -> tuple[list[dict], list]:
+    """The files of ``paths`` (at least two, none adapted, one sample rate) and their configs;
+    ``ModelError`` names a file that does not qualify."""
     if len(paths) < 2:
         raise ModelError(f"{what} needs at least two model or checkpoint files")
     from ..config import Config, from_dict
@@ -108,25 +106,43 @@ def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, 
                 f"{path}: is adapted to a domain (audiocl adapt); combine the unadapted "
                 "models, then adapt the result"
             )
-    first = datas[0]
     cfgs = [from_dict(Config, d["config"]) for d in datas]
-    for path, data, cfg in zip(paths[1:], datas[1:], cfgs[1:], strict=True):
-        for section in ("model", "features"):
-            if getattr(cfg, section) != getattr(cfgs[0], section):
-                raise ModelError(f"{path}: its {section} config differs from {paths[0]}'s")
+    for path, cfg in zip(paths[1:], cfgs[1:], strict=True):
         if cfg.data.sample_rate != cfgs[0].data.sample_rate:
             raise ModelError(
                 f"{path}: takes {cfg.data.sample_rate} Hz audio, {paths[0]} "
                 f"{cfgs[0].data.sample_rate} Hz"
             )
+    return datas, cfgs
+
+
+def _architecture_mismatch(paths: list, datas: list[dict], cfgs: list) -> str | None:
+    """Why the files are not one architecture (the same model and features config, defaults
+    filled in, and the same encoder weight names and shapes), naming the first that differs;
+    ``None`` when they are."""
+    first = datas[0]
+    for path, data, cfg in zip(paths[1:], datas[1:], cfgs[1:], strict=True):
+        for section in ("model", "features"):
+            if getattr(cfg, section) != getattr(cfgs[0], section):
+                return f"{path}: its {section} config differs from {paths[0]}'s"
         if data["encoder"].keys() != first["encoder"].keys():
-            raise ModelError(f"{path}: its encoder has other weights than {paths[0]}'s")
+            return f"{path}: its encoder has other weights than {paths[0]}'s"
         for name, t in first["encoder"].items():
             if data["encoder"][name].shape != t.shape:
-                raise ModelError(
+                return (
                     f"{path}: encoder weight {name} is {tuple(data['encoder'][name].shape)}, "
                     f"{paths[0]} has {tuple(t.shape)}"
                 )
+    return None
+
+
+def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, Any]]:
+    """The files of ``paths`` (at least two), checked to be one architecture, none adapted;
+    ``ModelError`` names a file that differs from the first."""
+    datas, cfgs = _load_combinable(paths, what)
+    why = _architecture_mismatch(paths, datas, cfgs)
+    if why:
+        raise ModelError(why)
     return datas
 
 
@@ -155,23 +171,46 @@ def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
     return out
 
 
-def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
-    """The model file of an ensemble (``audiocl.nn.encoders.Ensemble``) of the encoders of ``paths``:
-    model files or training checkpoints of one architecture, trained independently (weights of
-    one run are better averaged). Its config is the first file's with ``model.members`` set;
-    ``ensemble_of`` lists each member's file, model id, step, config, provenance and what it was
-    averaged from; a provenance key all members share is kept as the ensemble's. No
-    calibration: the scores are new. ``ModelError`` for a file that does not match, is an
-    ensemble, or is adapted."""
-    datas = _load_matching(paths, "an ensemble")
+def ensemble(paths: list[str | os.PathLike], weights: list[float] | None = None) -> dict[str, Any]:
+    """The model file of an ensemble (``audiocl.nn.ensemble``) of the encoders of ``paths``,
+    model files or training checkpoints trained independently (weights of one run are better
+    averaged), fused with ``weights`` (equal by default; kept as ``ensemble_weights``).
+
+    Files of one architecture make an ``Ensemble`` on shared features, its config the first
+    file's with ``model.members`` set. Files of different architectures, front ends or
+    embedding sizes (the starter and an imported GE2E) make a ``MixedEnsemble``
+    (``model.encoder: mixed``): each member keeps its own front end, built from its config in
+    ``ensemble_of``. ``ensemble_of`` lists each member's file, model id, step, config,
+    provenance and what it was averaged from; a provenance key all members share is kept as the
+    ensemble's. No calibration: the scores are new. ``ModelError`` for a file that is an
+    ensemble, is adapted, or takes another sample rate."""
+    from ..nn.ensemble import MIXED, ensemble_weights
+
+    datas, cfgs = _load_combinable(paths, "an ensemble")
+    mixed = _architecture_mismatch(paths, datas, cfgs) is not None
     for path, data in zip(paths, datas, strict=True):
-        if data["config"].get("model", {}).get("members", 1) != 1:
+        # an ensemble of one architecture may be a member of a mixed one (it keeps its weights)
+        model = data["config"].get("model", {})
+        if model.get("encoder") == MIXED or (model.get("members", 1) != 1 and not mixed):
             raise ModelError(f"{path}: is an ensemble already; name its members instead")
+    if mixed:  # each member is built from its own config: its weights must fit it
+        from .network import build_inference_model
+
+        for path, data in zip(paths, datas, strict=True):
+            try:
+                build_inference_model(data)
+            except (RuntimeError, ValueError, KeyError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ModelError(f"{path}: its weights do not fit its config ({first})") from None
+    fusion = ensemble_weights(weights, len(paths))
     state = {
         f"members.{i}.{name}": t for i, d in enumerate(datas) for name, t in d["encoder"].items()
     }
     config = dict(datas[0]["config"])
     config["model"] = {**config["model"], "members": len(datas)}
+    if mixed:
+        dims = sum(c.model.embed_dim for c in cfgs)
+        config["model"].update(encoder=MIXED, embed_dim=dims)
     speakers = list(dict.fromkeys(s for d in datas for s in d.get("speakers") or []))
     steps = sum(int(d.get("step", 0)) for d in datas)
     out = make_model_file(state, config, steps, speakers)
@@ -185,10 +224,13 @@ def ensemble(paths: list[str | os.PathLike]) -> dict[str, Any]:
             "model_id": d.get("model_id") or model_id(d["encoder"]),
             "step": int(d.get("step", 0)),
             "config": d["config"],
-            **{k: d[k] for k in (*PROVENANCE, "averaged_from") if k in d},
+            **{k: d[k] for k in (*PROVENANCE, "averaged_from", "ensemble_weights") if k in d},
         }
         for p, d in zip(paths, datas, strict=True)
     ]
+    out["ensemble_weights"] = fusion
+    if fusion != ensemble_weights(None, len(paths)):  # other weights, other scores: another id
+        out["model_id"] = model_id({**state, "ensemble_weights": torch.tensor(fusion)})
     return out
 
 
