@@ -183,6 +183,16 @@ def test_mixed_ensemble_fuses_other_architectures_with_weights(tmp_path, members
     # an adapted mixed ensemble centres the fused embedding
     adapted = mac.adapt(voices * 4, tmp_path / "ad.pt")
     assert adapted.embed(voices[0]).shape == (40,)
+    # an ensemble of one architecture is a member with its own weights (the starter is one)
+    ab, nested = tmp_path / "ab.pt", tmp_path / "nested.pt"
+    assert main(["ensemble", *map(str, members), "--out", str(ab), "--weights", "3", "1"]) == 0
+    assert main(["ensemble", str(ab), str(c), "--out", str(nested)]) == 0
+    model = audiocl.load_model(nested, min_speech=0.0)
+    assert checkpoint.load(nested)["config"]["model"]["embed_dim"] == model.embed_dim == 32 + 24
+    e_ab, e_n = (audiocl.load_model(p, min_speech=0.0).embed_many(voices[:2]) for p in (ab, nested))
+    want = 0.5 * float(e_ab[0] @ e_ab[1]) + 0.5 * float(ec[0] @ ec[1])
+    assert float(e_n[0] @ e_n[1]) == pytest.approx(want, abs=1e-5)
+    assert main(["ensemble", str(ab), str(ab), "--out", str(tmp_path / "x.pt")]) == 4
 
 
 @pytest.mark.skipif(not ONNX, reason="the onnx extra is not installed")

@@ -209,7 +209,7 @@ def ensemble(paths: list[str | os.PathLike], weights: list[float] | None = None)
     config = dict(datas[0]["config"])
     config["model"] = {**config["model"], "members": len(datas)}
     if mixed:
-        dims = sum(c.model.embed_dim for c in cfgs)
+        dims = sum(c.model.embed_dim * c.model.members for c in cfgs)  # a member may be one
         config["model"].update(encoder=MIXED, embed_dim=dims)
     speakers = list(dict.fromkeys(s for d in datas for s in d.get("speakers") or []))
     steps = sum(int(d.get("step", 0)) for d in datas)
