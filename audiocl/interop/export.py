@@ -131,7 +131,8 @@ class Ge2eGraph(nn.Module):
         steps = ((n + hop) // hop - frames + step + 1).clamp_min(1)
         count = (steps + step - 1) // step
         last = (count - 1) * step
-        drop = ((n - last * hop) * 4 < 3 * frames * hop) & (count > 1)
+        coverage = (n - last * hop).double() / (frames * hop)
+        drop = (coverage < fb.min_coverage) & (count > 1)
         keep = (torch.arange(w, device=wave.device) < count - drop.long()).float()
         e = self.encoder.embed_partials(windows.reshape(b * w, frames, windows.shape[3]))
         return (e.reshape(b, w, -1) * keep[None, :, None]).sum(dim=1) / keep.sum()
