@@ -170,6 +170,26 @@ class ModelConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from a frozen teacher (``audiocl.objectives.distill``): every
+    student view is pulled towards the teacher's embedding of the whole clean utterance.
+
+    ``teacher``: any audiocl model file (imported, trained or an ensemble; relative paths are
+    read from the working directory). ``weight``: the term's weight in the objective sum (0 =
+    off). ``loss``: "cosine" (regression, ``1 - cos``), "clip" (CLIP-style cross-entropy between
+    student projections and teacher embeddings across the batch) or "both" (their sum).
+    ``temperature``: the CLIP loss's initial temperature (learned). ``cache``: where the teacher's
+    embeddings are kept, one file per teacher id and speed ("" = the user's embedding cache).
+    """
+
+    teacher: str = ""
+    weight: float = 0.0
+    loss: str = "cosine"
+    temperature: float = 0.07
+    cache: str = ""
+
+
+@dataclass
 class ObjectiveConfig:
     """``aam_weight * AAM + contrastive_weight * contrastive``; either weight may be 0.
 
@@ -212,6 +232,7 @@ class ObjectiveConfig:
     aam_margin: float = 0.2
     margin_warmup_start: int = 0
     margin_warmup_steps: int = 0
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass

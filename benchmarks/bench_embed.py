@@ -28,6 +28,13 @@ on a shared machine (``--omp-wait-policy PASSIVE`` helps when the machine is bus
 Target: audiocl (PyTorch fp32) >= 1.2x SpeechBrain's real-time factor; the 10-minute file under
 1 GB peak.
 Prints a table, then one JSON line of the figures.
+
+``--models FILE...`` instead times trained or imported model files side by side (the starter,
+an imported GE2E, a distilled student), each through ``Embedder.from_file`` in PyTorch on the
+same audio, in alternating fresh processes; with file size and parameter count, for the size
+and speed targets of a shipped model (issue 25: at most 15 MB, at least 200x real time):
+
+    python benchmarks/bench_embed.py --models audiocl/pretrained/starter.pt ge2e.pt student.pt
 """
 
 from __future__ import annotations
@@ -132,6 +139,60 @@ def time_ours(audio_files: dict[str, Path], repeats: int, variant: str, threads:
             best = min(best, time.perf_counter() - t0)
         out[name] = sum(w.numel() for w in waves) / SR / best
     return out
+
+
+def time_model(audio_files: dict[str, str], model: str, repeats: int) -> dict:
+    """Real-time factor of each case for a model file, and its parameter count."""
+    import torch
+
+    from audiocl.inference.embed import Embedder
+    from audiocl.io.vad import SpeechGate
+
+    emb = Embedder.from_file(model, gate=SpeechGate(min_speech=0.0))
+    params = sum(t.numel() for t in emb.encoder.parameters()) if emb.encoder is not None else 0
+    out = {}
+    for name, path in audio_files.items():
+        waves = [torch.from_numpy(w) for w in np.load(path)]
+        emb.embed_waves(waves[:2])  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            emb.embed_waves(waves)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = sum(w.numel() for w in waves) / SR / best
+    return {"rtf": out, "params": params}
+
+
+def bench_models(models: list[str], files: dict[str, str], args, env: dict) -> int:
+    """``--models``: the model files side by side (see the module)."""
+    rtf: dict[str, dict[str, float]] = {m: {} for m in models}
+    params = {}
+    for _ in range(args.rounds):
+        for m in models:
+            got = run_child(
+                [
+                    *("--_child", "time_model", "--_arg", json.dumps({"audio": files, "model": m})),
+                    *("--threads", str(args.threads), "--repeats", str(args.repeats)),
+                ],
+                env,
+            )
+            rtf[m] = {k: max(v, rtf[m].get(k, 0.0)) for k, v in got["rtf"].items()}
+            params[m] = got["params"]
+    print(
+        f"embedding extraction by model file, PyTorch fp32, {args.threads} threads, best of "
+        f"{args.rounds} alternating rounds x {args.repeats} pass(es)"
+    )
+    cases = [f"{count} x {seconds:g} s" for seconds, count in CASES.values()]
+    print(f"{'model':<44}{'MB':>7}{'params':>12}" + "".join(f"{c:>14}" for c in cases))
+    rows = []
+    for m in models:
+        mb = Path(m).stat().st_size / 1e6
+        cells = "".join(f"{rtf[m][name]:>13.1f}x" for name in CASES)
+        print(f"{m[-44:]:<44}{mb:>7.2f}{params[m]:>12,}{cells}")
+        rtf_m = {k: round(v, 1) for k, v in rtf[m].items()}
+        rows.append({"model": m, "mb": round(mb, 2), "params": params[m], "rtf": rtf_m})
+    print(json.dumps({"threads": args.threads, "models": rows}))
+    return 0
 
 
 def rss_mb() -> float:
@@ -251,7 +312,8 @@ def main(argv=None) -> int:
         "(SpeechBrain's torch build ran 6x slower with 2 spinning threads under load here)",
     )
     p.add_argument("--no-sb-memory", action="store_true", help="skip SpeechBrain's 10-min run")
-    p.add_argument("--_child", choices=("time", "memory"), help=argparse.SUPPRESS)
+    p.add_argument("--models", nargs="+", metavar="FILE", help="time these model files instead")
+    p.add_argument("--_child", choices=("time", "memory", "time_model"), help=argparse.SUPPRESS)
     p.add_argument("--_arg", help=argparse.SUPPRESS)
     p.add_argument("--_variant", default="torch", choices=VARIANTS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -266,6 +328,10 @@ def main(argv=None) -> int:
     if args._child == "memory":
         print(json.dumps(memory_ours(args._arg)))
         return 0
+    if args._child == "time_model":
+        a = json.loads(args._arg)
+        print(json.dumps(time_model(a["audio"], a["model"], args.repeats)))
+        return 0
 
     import soundfile as sf
 
@@ -274,12 +340,13 @@ def main(argv=None) -> int:
         for k, (name, (seconds, count)) in enumerate(CASES.items()):
             files[name] = str(Path(tmp) / f"{name}.npy")
             np.save(files[name], make_audio(seconds, count, seed=k))
-        long_path = str(Path(tmp) / "long.flac")
-        sf.write(long_path, make_audio(LONG_SECONDS, 1, seed=9)[0], SR, subtype="PCM_16")
-
         env = dict(os.environ)
         if args.omp_wait_policy:
             env["OMP_WAIT_POLICY"] = args.omp_wait_policy
+        if args.models:
+            return bench_models(args.models, files, args, env)
+        long_path = str(Path(tmp) / "long.flac")
+        sf.write(long_path, make_audio(LONG_SECONDS, 1, seed=9)[0], SR, subtype="PCM_16")
         sb_note = None
         skipped: set[str] = set()
         if not args.sb_python:

@@ -55,7 +55,7 @@ def test_range_checks():
         load_config(None, ["data.local_views=-1"])
     with pytest.raises(ConfigError, match="at least 2 views"):
         load_config(None, ["data.views=1"])
-    with pytest.raises(ConfigError, match="not both be 0"):
+    with pytest.raises(ConfigError, match="must not all be 0"):
         load_config(None, ["objective.contrastive_weight=0"])
 
 

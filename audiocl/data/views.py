@@ -184,7 +184,9 @@ class BatchSampler:
 
 class ViewBatches(torch.utils.data.IterableDataset):
     """Yields ``{"wave": (G, B, S), "label": (B,), "step": int}`` from ``start_step``
-    on, plus ``"local": (L, B, S_local)`` when ``cfg.local_views > 0`` (multi-crop).
+    on, plus ``"local": (L, B, S_local)`` when ``cfg.local_views > 0`` (multi-crop), and
+    ``"teacher": (B, Dt)`` float32 when a distillation ``teacher (N, K, Dt)`` table is given (row
+    ``[i, 0]`` for an unchanged utterance, ``[i, k + 1]`` for one at speed copy ``k``).
 
     Workers split the steps round-robin; a DataLoader with ``batch_size=None`` keeps their order.
     """
@@ -198,9 +200,11 @@ class ViewBatches(torch.utils.data.IterableDataset):
         start_step: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        teacher: np.ndarray | None = None,
     ):
         super().__init__()
         self.data, self.cfg, self.aug_cfg = data, cfg, aug_cfg
+        self.teacher = teacher
         self.seed, self.start_step, self.rank = seed, start_step, rank
         self.sampler = BatchSampler(
             data.source_of, cfg.batch_size, seed, rank, world_size, cfg.balance
@@ -295,6 +299,11 @@ class ViewBatches(torch.utils.data.IterableDataset):
         }
         if local:
             batch["local"] = self._augmented(torch.stack(small, dim=1), g, speed)  # (L, B, S_l)
+        if self.teacher is not None:
+            k = np.zeros(len(idx), dtype=np.int64) if speed is None else speed.numpy() + 1
+            if k.max() >= self.teacher.shape[1]:
+                raise ValueError("the teacher table has no row for this speed copy")
+            batch["teacher"] = torch.from_numpy(self.teacher[idx, k].astype(np.float32))
         return batch
 
     def _augmented(

@@ -19,6 +19,7 @@ from .byol import BYOL
 from .clip import CLIP
 from .collapse import spread
 from .dino import DINO
+from .distill import Distill
 from .moco import MoCo
 from .simclr import SimCLR, nt_xent
 from .swav import SwAV
@@ -38,6 +39,7 @@ __all__ = [
     "CLIP",
     "CONTRASTIVE",
     "DINO",
+    "Distill",
     "MarginSchedule",
     "MoCo",
     "Objective",
@@ -66,16 +68,20 @@ class Objective(nn.Module):
         aam_weight: float = 0.0,
         margin_schedule: MarginSchedule | None = None,
         global_views: int = 2,
+        distill: Distill | None = None,
+        distill_weight: float = 0.0,
     ):
         super().__init__()
-        if contrastive is None and aam is None:
-            raise ValueError("an objective needs a contrastive part, an AAM part, or both")
+        if contrastive is None and aam is None and distill is None:
+            raise ValueError("an objective needs a contrastive, an AAM or a distillation part")
         self.contrastive = contrastive
         self.contrastive_weight = float(contrastive_weight)
         self.aam = aam
         self.aam_weight = float(aam_weight)
         self.margin_schedule = margin_schedule
         self.global_views = int(global_views)
+        self.distill = distill
+        self.distill_weight = float(distill_weight)
         self.set_step(0)
 
     @property
@@ -87,14 +93,24 @@ class Objective(nn.Module):
         """Whether ``forward`` needs the global crops' features (a teacher runs on them)."""
         return self.contrastive is not None and self.contrastive.needs_feats
 
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether ``forward`` needs the teacher's embeddings of the batch (distillation)."""
+        return self.distill is not None
+
     def forward(
-        self, emb: Tensor, labels: Tensor, feats: Tensor | None = None
+        self,
+        emb: Tensor,
+        labels: Tensor,
+        feats: Tensor | None = None,
+        teacher: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
-        """``emb (V, B, D)``, ``labels (B,)`` (-1 = unlabelled), ``feats (G, B, T, F)``.
+        """``emb (V, B, D)``, ``labels (B,)`` (-1 = unlabelled), ``feats (G, B, T, F)``,
+        ``teacher (B, Dt)`` (a frozen teacher's embeddings of the clean utterances).
 
         Returns the scalar loss (float32) and its parts as floats: ``loss``, ``emb_spread``
         (``collapse.spread`` of the first crop's embeddings), and ``contrastive`` with the
-        objective's own logs, ``aam`` / ``margin`` where active.
+        objective's own logs, ``aam`` / ``margin`` / ``distill`` where active.
         """
         if emb.dim() != 3:
             raise ValueError(f"Objective expects embeddings (V, B, D), got {tuple(emb.shape)}")
@@ -111,6 +127,13 @@ class Objective(nn.Module):
             total = total + self.aam_weight * a
             parts["aam"] = float(a.detach())
             parts["margin"] = self.aam.margin
+        if self.distill is not None:
+            if teacher is None:
+                raise ValueError("the distillation objective needs the teacher's embeddings")
+            d, logs = self.distill(emb, teacher.to(emb.device), labels)
+            total = total + self.distill_weight * d
+            parts["distill"] = float(d.detach())
+            parts.update(logs)
         parts["emb_spread"] = spread(emb[0])
         parts["loss"] = float(total.detach())
         return total, parts
@@ -138,19 +161,23 @@ def build_objective(
     n_classes: int,
     global_views: int = 2,
     total_steps: int = 1,
+    teacher_dim: int = 0,
 ) -> Objective:
     """The objective of ``cfg`` for ``encoder`` (``(B, T, F) -> (B, embed_dim)``).
 
     ``n_classes``: number of labelled speakers (0 when the data has none: then the AAM part is
-    dropped and the contrastive part alone is trained; if that is "none" too, ``ValueError``).
+    dropped and the other parts alone are trained; if there are none, ``ValueError``).
     ``total_steps`` sets the length of the EMA momentum and temperature schedules.
+    ``teacher_dim``: the distillation teacher's embedding size (0: no distillation).
     """
     use_contrastive = cfg.contrastive != "none" and cfg.contrastive_weight > 0
     use_aam = cfg.aam_weight > 0 and n_classes > 0
-    if not use_contrastive and not use_aam:
+    use_distill = cfg.distill.weight > 0 and teacher_dim > 0
+    if not use_contrastive and not use_aam and not use_distill:
         raise ValueError(
-            "the objective has nothing to train: contrastive is off and there are no speaker "
-            "labels for AAM (set objective.contrastive or use labelled data)"
+            "the objective has nothing to train: contrastive is off, distillation is off and "
+            "there are no speaker labels for AAM (set objective.contrastive, "
+            "objective.distill or use labelled data)"
         )
     contrastive = aam = schedule = None
     if use_contrastive:
@@ -165,6 +192,11 @@ def build_objective(
     if use_aam:
         aam = AAMSoftmax(embed_dim, n_classes, cfg.aam_scale, cfg.aam_margin)
         schedule = MarginSchedule(cfg.aam_margin, cfg.margin_warmup_start, cfg.margin_warmup_steps)
+    distill = (
+        Distill(embed_dim, teacher_dim, cfg.distill.loss, cfg.distill.temperature)
+        if use_distill
+        else None
+    )
     return Objective(
         contrastive=contrastive,
         contrastive_weight=cfg.contrastive_weight if use_contrastive else 0.0,
@@ -172,4 +204,6 @@ def build_objective(
         aam_weight=cfg.aam_weight if use_aam else 0.0,
         margin_schedule=schedule,
         global_views=global_views,
+        distill=distill,
+        distill_weight=cfg.distill.weight if use_distill else 0.0,
     )

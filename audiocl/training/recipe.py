@@ -8,6 +8,7 @@ config sections); this step sits above both.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,7 @@ from ..errors import ConfigError
 from ..nn.encoders import ENCODERS
 from ..nn.features import FRONTENDS, WINDOWS
 from ..objectives import CONTRASTIVE
+from ..objectives.distill import LOSSES as DISTILL_LOSSES
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
@@ -82,8 +84,18 @@ def validate(cfg: Config) -> None:
         raise ConfigError("augment.speeds: with speed_as_new_speaker, 1.0 is the unchanged copy")
     if o.contrastive == "none" and o.contrastive_weight > 0:
         raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
-    if o.aam_weight == 0 and o.contrastive_weight == 0:
-        raise ConfigError("objective: aam_weight and contrastive_weight must not both be 0")
+    dl = o.distill
+    check_choice("objective.distill.loss", dl.loss, DISTILL_LOSSES)
+    if not (math.isfinite(dl.weight) and dl.weight >= 0):
+        raise ConfigError(f"objective.distill.weight must be >= 0, got {dl.weight!r}")
+    if not (math.isfinite(dl.temperature) and dl.temperature > 0):
+        raise ConfigError(f"objective.distill.temperature must be > 0, got {dl.temperature!r}")
+    if dl.weight > 0 and not dl.teacher:
+        raise ConfigError("objective.distill.weight > 0 needs objective.distill.teacher, a model")
+    if o.aam_weight == 0 and o.contrastive_weight == 0 and dl.weight == 0:
+        raise ConfigError(
+            "objective: aam_weight, contrastive_weight and distill.weight must not all be 0"
+        )
     if o.contrastive_weight > 0 and d.views < 2:
         raise ConfigError("data.views: contrastive objectives need at least 2 views")
     if any(s.hold_out < 0 for s in d.sources):

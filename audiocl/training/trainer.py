@@ -65,12 +65,19 @@ class _Window:
 class TrainModule(torch.nn.Module):
     """Features + encoder + objective in one module, so DDP sees every trained parameter.
 
-    ``forward(wave (G, B, S), labels (B,), local (L, B, S_local) | None) -> (loss, parts)``.
+    ``forward(wave (G, B, S), labels (B,), local (L, B, S_local) | None, teacher (B, Dt) | None)
+    -> (loss, parts)``.
     ``init_encoder``: weights loaded into the encoder before the objective copies it into any
     EMA teacher, so a fine-tuning run starts student and teacher from the same weights.
     """
 
-    def __init__(self, cfg: Config, n_classes: int, init_encoder: dict | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        n_classes: int,
+        init_encoder: dict | None = None,
+        teacher_dim: int = 0,
+    ):
         super().__init__()
         self.fbank = build_frontend(cfg.features, cfg.data.sample_rate)
         self.specaug = SpecAugment.from_config(cfg.features)
@@ -84,6 +91,7 @@ class TrainModule(torch.nn.Module):
             n_classes,
             global_views=cfg.data.views,
             total_steps=cfg.train.steps,
+            teacher_dim=teacher_dim,
         )
         self.embed_from = cfg.objective.embed_from
 
@@ -102,11 +110,17 @@ class TrainModule(torch.nn.Module):
         emb = self.encoder(feats).reshape(v, b, -1).float()
         return emb, feats.reshape(v, b, *feats.shape[1:])
 
-    def forward(self, wave: torch.Tensor, labels: torch.Tensor, local: torch.Tensor | None = None):
+    def forward(
+        self,
+        wave: torch.Tensor,
+        labels: torch.Tensor,
+        local: torch.Tensor | None = None,
+        teacher: torch.Tensor | None = None,
+    ):
         emb, feats = self._embed(wave)
         if local is not None:
             emb = torch.cat([emb, self._embed(local)[0]])
-        return self.objective(emb, labels, feats if self.objective.needs_feats else None)
+        return self.objective(emb, labels, feats if self.objective.needs_feats else None, teacher)
 
 
 def lr_lambda(cfg: Config):
@@ -229,10 +243,14 @@ class Trainer:
                 len(d.skipped),
                 f" (first: {d.skipped[0][0]}: {d.skipped[0][1]})" if d.skipped else "",
             )
+        self.teacher = self._teacher_table()
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank and rerun
         init = None if (resume and existing) or not cfg.train.init else load_init(cfg)
         self.module = TrainModule(
-            cfg, num_classes(self.data, cfg.augment), init and init["encoder"]
+            cfg,
+            num_classes(self.data, cfg.augment),
+            init and init["encoder"],
+            teacher_dim=0 if self.teacher is None else self.teacher.shape[-1],
         ).to(self.device)
         if init:
             self._init_classifier(init)
@@ -254,6 +272,21 @@ class Trainer:
         )
         amp = cfg.train.amp
         self.amp = self.device.type == "cuda" and amp in ("auto", "bf16") or amp == "bf16"
+
+    def _teacher_table(self):
+        """The distillation teacher's ``(N, K, Dt)`` embeddings (None without distillation):
+        rank 0 embeds what its cache lacks, then every rank reads the cache."""
+        if self.cfg.objective.distill.weight <= 0:
+            return None
+        from .teacher import teacher_table
+
+        if dist.is_initialized() and self.rank != 0:
+            dist.barrier()  # rank 0 fills the cache first
+            return teacher_table(self.cfg, self.data.corpus, quiet=True)
+        table = teacher_table(self.cfg, self.data.corpus, quiet=self.quiet)
+        if dist.is_initialized():
+            dist.barrier()
+        return table
 
     def _init_classifier(self, src: dict) -> None:
         """Fine-tuning from a checkpoint on the same speakers (large-margin fine-tuning: longer
@@ -360,7 +393,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
         dataset = ViewBatches(
-            self.data, cfg.data, cfg.augment, t.seed, self.step, self.rank, self.world
+            self.data, cfg.data, cfg.augment, t.seed, self.step, self.rank, self.world, self.teacher
         )
         loader = make_loader(dataset, cfg.data.num_workers)
         model = self.ddp or self.module
@@ -417,9 +450,11 @@ class Trainer:
         labels = batch["label"].to(self.device, non_blocking=True)
         local = batch.get("local")
         local = None if local is None else local.to(self.device, non_blocking=True)
+        teacher = batch.get("teacher")
+        teacher = None if teacher is None else teacher.to(self.device, non_blocking=True)
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else None
         with amp or contextlib.nullcontext():
-            loss, parts = model(wave, labels, local)
+            loss, parts = model(wave, labels, local, teacher)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {self.step}: loss is {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
