@@ -11,6 +11,13 @@ from speakers the model never saw, and the dev set stays a test of the finished 
 
 Prints the calibration and (with ``--dev``) the dev figures for the model card
 (``docs/models.md``), then one JSON line.
+
+The calibration (thresholds, the score-to-LLR mapping and false-accept table, and the same for
+the model centred by ``audiocl adapt``) can be refitted on a packaged model, weights untouched,
+from the config it carries (the first member's, for an ensemble):
+
+    python scripts/make_starter_model.py --recalibrate audiocl/pretrained/starter.pt \
+        --data ../shared/data [--out FILE]
 """
 
 from __future__ import annotations
@@ -64,12 +71,40 @@ def calibration_summary(metrics: dict, cal: dict, trials: str) -> dict:
         "n_nontarget": metrics["n_nontarget"],
         "eer": metrics["eer"],
         "eer_threshold": cal["eer_threshold"],
+        "llr_a": cal["llr"]["a"],
+        "llr_b": cal["llr"]["b"],
+        "cllr": cal["llr"]["cllr"],
+        "min_cllr": cal["llr"]["min_cllr"],
     }
+
+
+def calibrate_package(work: Path, cfg, tmp: Path, summary: dict) -> None:
+    """Calibrate model file ``work`` in place on the held-out speakers of ``cfg``'s first source
+    that holds speakers out, and store the calibration of its adapted (centred) copy too."""
+    import audiocl
+    from audiocl.modelfile import checkpoint
+
+    model = audiocl.load_model(work, min_speech=0.0)
+    trials, root, source, train_files = held_out_trials(cfg, tmp)[0]
+    result = model.evaluate(trials, root, cache=False, result=True)
+    where = f"held-out speakers of {source}"
+    cal = model.calibrate(result.metrics["raw"], where, result.raw, result.labels)
+    summary["calibration"] = calibration_summary(result.metrics["raw"], cal, where)
+    # the calibration `audiocl adapt` gives the model: the held-out speakers scored with it
+    # centred on the mean of their source's training speakers (their domain, not them)
+    centred = model.adapt(train_files, tmp / "centred.pt")
+    result = centred.evaluate(trials, root, cache=False, result=True)
+    where += ", centred on its training speakers"
+    adapted_cal = centred.calibrate(result.metrics["raw"], where, result.raw, result.labels)
+    summary["adapted_calibration"] = calibration_summary(result.metrics["raw"], adapted_cal, where)
+    data = checkpoint.load(work)
+    data["adapted_calibration"] = adapted_cal
+    checkpoint.save(work, data)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--run", type=Path, default=None)
     p.add_argument(
         "--model",
         type=Path,
@@ -77,13 +112,23 @@ def main(argv=None) -> int:
         help="model file to package (default: RUN/model.pt; e.g. an `audiocl average` of runs "
         "that continue RUN on its data, or an `audiocl ensemble` of runs with RUN's hold-outs)",
     )
+    p.add_argument(
+        "--recalibrate",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="refit the calibration of a packaged model from the config it carries",
+    )
     p.add_argument("--data", default=None, help="data.root of the run (default: its config's)")
     p.add_argument("--dev", type=Path, default=None, help="dev folder with trials.txt")
     p.add_argument("--noisy-dev", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="default: the package's starter.pt")
     args = p.parse_args(argv)
+    if (args.run is None) == (args.recalibrate is None):
+        p.error("give --run (package a run) or --recalibrate MODEL")
 
     import torch
+    import yaml
 
     import audiocl
     from audiocl.modelfile import checkpoint
@@ -91,57 +136,29 @@ def main(argv=None) -> int:
     from audiocl.training.recipe import load_config
 
     overrides = [f"data.root={args.data}"] if args.data else []
-    cfg = load_config(args.run / "config.yaml", overrides)
-    out = args.out or STARTER_MODEL
-    model_path = args.model or args.run / "model.pt"
-    summary: dict = {"run": str(args.run), "model": str(model_path)}
+    if args.recalibrate:
+        data = checkpoint.load(args.recalibrate)
+        member = (data.get("ensemble_of") or [data])[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg_path = Path(tmp) / "config.yaml"
+            cfg_path.write_text(yaml.safe_dump(member["config"]), encoding="utf-8")
+            cfg = load_config(cfg_path, overrides)
+    else:
+        cfg = load_config(args.run / "config.yaml", overrides)
+    out = args.out or (args.recalibrate or STARTER_MODEL)
+    model_path = args.recalibrate or args.model or args.run / "model.pt"
+    summary: dict = {"run": str(args.run) if args.run else None, "model": str(model_path)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "model.pt"
         data = checkpoint.load(model_path)
-        # calibration is honest only if the model left out the speakers the run held out
-        # (every member of an ensemble: `audiocl ensemble` keeps their configs)
-        held = [(s.path, s.hold_out) for s in cfg.data.sources]
-        members = data.get("ensemble_of") or [data]
-        for m in members:
-            theirs = [(s["path"], s.get("hold_out", 0)) for s in m["config"]["data"]["sources"]]
-            if theirs != held:
-                raise SystemExit(
-                    f"{model_path}: trained on other sources or hold-outs than {args.run}"
-                )
-        # stored in float16 when float32 would not fit the package budget
-        fp32_mb = sum(t.numel() * 4 for t in data["encoder"].values()) / 2**20
-        if fp32_mb > MAX_MB:
-            data["encoder"] = {
-                k: v.half() if v.is_floating_point() else v for k, v in data["encoder"].items()
-            }
-        data.update(
-            name="audiocl starter ("
-            + (f"ensemble of {len(members)} ECAPA-TDNN" if len(members) > 1 else "ECAPA-TDNN")
-            + ", real_cpu recipe without FSDD)",
-            license=LICENSE,
-            attribution=ATTRIBUTION,
-            calibration=None,
-        )
-        data["model_id"] = checkpoint.model_id(data["encoder"])
-        checkpoint.save(work, data)
+        if args.recalibrate:
+            data["calibration"] = None
+            checkpoint.save(work, data)
+            calibrate_package(work, cfg, Path(tmp), summary)
+        else:
+            package(data, model_path, cfg, work)
+            calibrate_package(work, cfg, Path(tmp), summary)
         model = audiocl.load_model(work, min_speech=0.0)
-        cal_sets = held_out_trials(cfg, Path(tmp))
-        trials, root, source, train_files = cal_sets[0]
-        report = model.evaluate(trials, root, cache=False)
-        cal = model.calibrate(report["raw"], trials=f"held-out speakers of {source}")
-        summary["calibration"] = calibration_summary(
-            report["raw"], cal, f"held-out speakers of {source}"
-        )
-        # the thresholds `audiocl adapt` gives the model: the held-out speakers scored with it
-        # centred on the mean of their source's training speakers (their domain, not them)
-        centred = model.adapt(train_files, Path(tmp) / "centred.pt")
-        report = centred.evaluate(trials, root, cache=False)
-        where = f"held-out speakers of {source}, centred on its training speakers"
-        adapted_cal = centred.calibrate(report["raw"], trials=where)
-        summary["adapted_calibration"] = calibration_summary(report["raw"], adapted_cal, where)
-        data = checkpoint.load(work)
-        data["adapted_calibration"] = adapted_cal
-        checkpoint.save(work, data)
         for name, folder in (("dev", args.dev), ("noisy_dev", args.noisy_dev)):
             if folder is not None:
                 r = model.evaluate(folder / "trials.txt", folder, cache=False)["raw"]
@@ -154,7 +171,11 @@ def main(argv=None) -> int:
         raise SystemExit(f"{out}: {summary['megabytes']} MB, over the {MAX_MB} MB budget")
     for key in ("calibration", "adapted_calibration"):
         c = summary[key]
-        print(f"{key} on {c['trials']}: EER {c['eer']:.2%}, threshold {c['eer_threshold']:.4f}")
+        print(
+            f"{key} on {c['trials']}: EER {c['eer']:.2%}, threshold {c['eer_threshold']:.4f}, "
+            f"llr = {c['llr_a']:.2f} * cosine {c['llr_b']:+.2f}, Cllr {c['cllr']:.3f} "
+            f"(min {c['min_cllr']:.3f})"
+        )
     for name in ("dev", "noisy_dev"):
         if name in summary:
             r = summary[name]
@@ -162,6 +183,36 @@ def main(argv=None) -> int:
     print(f"wrote {out} ({summary['megabytes']} MB)")
     print(json.dumps(summary))
     return 0
+
+
+def package(data: dict, model_path: Path, cfg, work: Path) -> None:
+    """Name, licence and attribution on a trained model, float16 if needed, written to ``work``."""
+    from audiocl.modelfile import checkpoint
+
+    # calibration is honest only if the model left out the speakers the run held out
+    # (every member of an ensemble: `audiocl ensemble` keeps their configs)
+    held = [(s.path, s.hold_out) for s in cfg.data.sources]
+    members = data.get("ensemble_of") or [data]
+    for m in members:
+        theirs = [(s["path"], s.get("hold_out", 0)) for s in m["config"]["data"]["sources"]]
+        if theirs != held:
+            raise SystemExit(f"{model_path}: trained on other sources or hold-outs than the run")
+    # stored in float16 when float32 would not fit the package budget
+    fp32_mb = sum(t.numel() * 4 for t in data["encoder"].values()) / 2**20
+    if fp32_mb > MAX_MB:
+        data["encoder"] = {
+            k: v.half() if v.is_floating_point() else v for k, v in data["encoder"].items()
+        }
+    data.update(
+        name="audiocl starter ("
+        + (f"ensemble of {len(members)} ECAPA-TDNN" if len(members) > 1 else "ECAPA-TDNN")
+        + ", real_cpu recipe without FSDD)",
+        license=LICENSE,
+        attribution=ATTRIBUTION,
+        calibration=None,
+    )
+    data["model_id"] = checkpoint.model_id(data["encoder"])
+    checkpoint.save(work, data)
 
 
 if __name__ == "__main__":

@@ -94,10 +94,45 @@ def test_evaluate_and_calibrate(model, assets, tmp_path):
     r = model.verify(*assets["files"][:2])
     assert r.threshold == pytest.approx(cal["eer_threshold"]) and r.same is not None
     assert r.threshold_source.startswith("calibration, eer threshold")
+    assert r.llr is None and r.p_same is None  # thresholds only: no evidence
     # and the file on disk carries it
     assert audiocl.load_model(model.path).calibration["threshold"] == pytest.approx(
         cal["threshold"]
     )
+
+
+def test_calibrated_evidence_and_decision_rules(model, assets):
+    """Calibrating on known scores: the LLR, P(same) and the three decision rules."""
+    from audiocl.errors import ConfigError, ModelError
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.3, 0.1, 500), rng.normal(0.1, 0.1, 5000)])
+    labels = np.concatenate([np.ones(500), np.zeros(5000)])
+    report = {"eer": 0.1, "eer_threshold": 0.35, "min_dcf_0.01": 0.5}
+    report["min_dcf_0.01_threshold"] = 0.5
+    cal = model.calibrate(report, trials="known", scores=scores, labels=labels)
+    a, b = cal["llr"]["a"], cal["llr"]["b"]
+    assert a == pytest.approx(20.0, rel=0.1)  # (0.3 - 0.1) / 0.1^2: equal variances
+    f = assets["files"]
+    r = model.verify(f[0], f[1], prior=0.2)
+    assert r.llr == pytest.approx(a * r.score + b) and r.prior == 0.2
+    assert r.p_same == pytest.approx(1 / (1 + np.exp(-r.llr) * 4))
+    assert r.threshold == pytest.approx((np.log(4.0) - b) / a)
+    assert r.threshold_source.startswith("calibration, Bayes threshold at prior 0.2")
+    r = model.verify(f[0], f[1], far=0.01)
+    measured = float((scores[labels == 0] >= r.threshold).mean())
+    assert measured == pytest.approx(0.01, abs=0.002) and "false-accept rate 0.01" in (
+        r.threshold_source
+    )
+    with pytest.raises(ConfigError, match="lowest it can estimate"):
+        model.verify(f[0], f[1], far=0.001)
+    assert model.verify(f[0], f[1], operating_point="eer").threshold == pytest.approx(0.35)
+    # after calibration with thresholds only, "bayes" and --far are refused, eer still works
+    model.calibrate(report)
+    with pytest.raises(ModelError, match="LLR calibration"):
+        model.verify(f[0], f[1], operating_point="bayes")
+    with pytest.raises(ModelError, match="false-accept rate"):
+        model.verify(f[0], f[1], far=0.01)
 
 
 def test_load_default_model(assets, monkeypatch, tmp_path):

@@ -126,7 +126,7 @@ def test_verify_threshold_sources_and_exit_codes(env, capsys):
     code, r = run_json(capsys, "verify", a, b, "--threshold", "-1")
     assert code == 0 and r["same"] is True and r["threshold_source"] == "--threshold"
     code, out, _ = run(capsys, "verify", a, b, "--threshold", "1.01")
-    assert code == 1 and "different" in out and "from --threshold" in out
+    assert code == 1 and "different" in out and "decided by --threshold" in out
 
     run(capsys, "enroll", a, "--name", "alice")
     code, r = run_json(capsys, "verify", "--speaker", "alice", b, "--threshold", "-1")
@@ -153,10 +153,12 @@ def test_eval_cache_cohort_calibrate_then_verify(env, capsys):
         capsys, "eval", "--trials", trials, "--audio-root", env["data"], "--out", "ev1"
     )
     assert code == 0 and "EER" in out and "minDCF(0.01)" in out and "12 embedded" in out
-    for name in ("scores.txt", "metrics.json", "det.png", "scores.png"):
+    assert "minCllr" in out and "actDCF(0.01)" in out
+    for name in ("scores.txt", "metrics.json", "det.png", "scores.png", "calibration.png"):
         assert (env["tmp"] / "ev1" / name).stat().st_size > 0
     m = json.loads((env["tmp"] / "ev1" / "metrics.json").read_text())
     assert m["raw"]["n_target"] + m["raw"]["n_nontarget"] == m["n_trials"]
+    assert 0 <= m["raw"]["min_cllr"] <= 1 and "cllr" not in m["raw"]  # not calibrated yet
     assert 0 <= m["raw"]["eer"] <= 1 and m["as_norm"] is None
     assert len((env["tmp"] / "ev1" / "scores.txt").read_text().splitlines()) == m["n_trials"] + 1
 
@@ -182,14 +184,39 @@ def test_eval_cache_cohort_calibrate_then_verify(env, capsys):
     cal = checkpoint.load(env["model"])["calibration"]
     assert cal["threshold"] == pytest.approx(r["raw"]["eer_threshold"])
     assert len((env["tmp"] / "ev2" / "scores.txt").read_text().splitlines()[1].split()) == 5
+    # the LLR mapping is stored and measured; 54 non-targets are too few for a false-accept table
+    a, b = cal["llr"]["a"], cal["llr"]["b"]
+    assert a > 0 and cal["far"] is None and r["raw"]["cllr"] >= r["raw"]["min_cllr"] - 1e-9
+    assert r["calibration_used"]["note"] == "calibrated on these trials"
 
+    # the default decision: the Bayes threshold of the LLR at prior 0.5, with LLR and P(same)
     code, out, _ = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1))
-    assert code in (0, 1) and "from calibration, eer threshold" in out
+    assert code in (0, 1) and "decided by calibration, Bayes threshold at prior 0.5" in out
+    assert "llr:" in out and "P(same speaker) = " in out
+    code, r = run_json(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1), "--prior", "0.01")
+    assert r["llr"] == pytest.approx(a * r["score"] + b, abs=1e-6)
+    assert r["p_same"] == pytest.approx(1 / (1 + np.exp(-(r["llr"] + np.log(0.01 / 0.99)))))
+    assert r["threshold"] == pytest.approx((np.log(99.0) - b) / a) and r["prior"] == 0.01
+    assert r["same"] == (r["p_same"] >= 0.5)
     code, r = run_json(
         capsys, "verify", wav(env, 0, 0), wav(env, 0, 1), "--operating-point", "min_dcf_0.01"
     )
     assert r["threshold"] == pytest.approx(cal["min_dcf_0.01_threshold"])
     assert r["same"] == (r["score"] >= r["threshold"]) and code == (0 if r["same"] else 1)
+    # a rule the calibration cannot answer is refused in one line; a bad prior is a usage error
+    code, _, err = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1), "--far", "0.01")
+    assert code == 4 and "false-accept rate" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1), "--prior", "1.5")
+    assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+    run(capsys, "enroll", wav(env, 0, 0), "--name", "alice")
+    code, r = run_json(capsys, "identify", wav(env, 0, 1), "--prior", "0.2")
+    top = r["candidates"][0]
+    assert code == 0 and r["prior"] == 0.2 and top["speaker"] == "alice"
+    assert top["llr"] == pytest.approx(a * top["score"] + b, abs=1e-6)
+    assert top["match"] == (top["p_same"] >= 0.5)
+    code, out, _ = run(capsys, "identify", wav(env, 0, 1))
+    assert "P(same)" in out and "at prior 0.5" in out
 
 
 def test_eval_bad_file_stops_or_is_skipped(env, capsys):

@@ -121,6 +121,17 @@ def test_exported_file_is_a_model_everywhere(tmp_path, voices, capsys):
     again = audiocl.load_model(onnx_path)
     assert again.calibration == cal
     assert np.allclose(again.embed_many(voices), onnx_model.embed_many(voices), atol=1e-6)
+    # an LLR calibration too: an .onnx model reports LLRs and decides at a false-accept rate
+    from audiocl.scoring.calibration import fit_calibration
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.5, 0.1, 200), rng.normal(0.0, 0.1, 5000)])
+    fitted = fit_calibration(scores, np.arange(5200) < 200)
+    checkpoint.set_calibration(onnx_path, {"scale": "cosine", "eer_threshold": 0.25, **fitted})
+    again = audiocl.load_model(onnx_path)
+    r = again.verify(voices[0], voices[1], far=0.01)
+    assert r.llr == pytest.approx(fitted["llr"]["a"] * r.score + fitted["llr"]["b"], rel=1e-6)
+    assert "false-accept rate 0.01" in r.threshold_source
 
 
 @onnx_deps

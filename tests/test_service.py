@@ -122,6 +122,42 @@ def test_verify_takes_the_operating_point(tmp_path, make_tiny_model, voices):
     assert "operating_point" in bad.json()["error"]
 
 
+def test_verify_and_identify_report_evidence(tmp_path, make_tiny_model, voices):
+    """A model with an LLR calibration: the service gives the LLR and P(same) at the asked prior,
+    decides at the Bayes threshold or at a false-accept rate, and refuses what it cannot tell."""
+    from fastapi.testclient import TestClient
+
+    from audiocl.modelfile.checkpoint import set_calibration
+    from audiocl.scoring.calibration import fit_calibration
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.6, 0.1, 300), rng.normal(0.0, 0.1, 3000)])
+    labels = np.concatenate([np.ones(300), np.zeros(3000)])
+    path = make_tiny_model(tmp_path / "m.pt")
+    fitted = fit_calibration(scores, labels)
+    set_calibration(path, {"scale": "cosine", "threshold": 0.3, "eer_threshold": 0.3, **fitted})
+    model = audiocl.load_model(path)
+    a, b = fitted["llr"]["a"], fitted["llr"]["b"]
+    (_, f1), (_, f2), _ = voices.items()
+    files = [upload(f1[0]), upload(f2[0], "audio2")]
+    with TestClient(create_app(model, tmp_path / "s.db")) as client:
+        r = client.post("/api/verify", data={"prior": "0.1"}, files=files).json()
+        far = client.post("/api/verify", data={"far": "0.05"}, files=files).json()
+        low = client.post("/api/verify", data={"far": "0.0001"}, files=files)
+        bad = client.post("/api/verify", data={"prior": "1"}, files=files)
+        client.post("/api/enroll", data={"name": "alice"}, files=[upload(f1[1])])
+        ranked = client.post("/api/identify", data={"prior": "0.3"}, files=[upload(f1[0])]).json()
+    assert r["llr"] == pytest.approx(a * r["score"] + b, abs=1e-6) and r["prior"] == 0.1
+    assert r["p_same"] == pytest.approx(1 / (1 + 9 * np.exp(-r["llr"])))
+    assert "Bayes threshold at prior 0.1" in r["threshold_source"]
+    assert far["threshold"] == pytest.approx(np.quantile(scores[300:], 0.95), abs=0.01)
+    assert "false-accept rate 0.05" in far["threshold_source"]
+    assert low.status_code == 400 and "lowest it can estimate" in low.json()["error"]
+    assert bad.status_code == 400
+    top = ranked["candidates"][0]
+    assert ranked["prior"] == 0.3 and top["llr"] == pytest.approx(a * top["score"] + b, abs=1e-6)
+
+
 def test_errors_are_json_with_exit_codes(served, voices, tmp_path):
     client, model, db = served
     (_, f1), *_ = voices.items()

@@ -26,6 +26,11 @@ def test_starter_model_file():
     adapted = data["adapted_calibration"]
     assert "centred" in adapted["trials"] and adapted["n_target"] == cal["n_target"]
     assert -1.0 < adapted["eer_threshold"] < cal["eer_threshold"]
+    # and LLRs: rising with the score, fitted on the same held-out speakers, with a
+    # false-accept table reaching 1% (15,120 non-target trials)
+    for c in (cal, adapted):
+        assert c["llr"]["a"] > 0 and c["llr"]["cllr"] < 0.5
+        assert c["far"]["n_nontarget"] == c["n_nontarget"] and c["far"]["min_far"] < 0.01
 
 
 def test_fresh_install_verifies_with_the_starter_model(tmp_path):
@@ -65,4 +70,7 @@ def test_adapted_starter_keeps_a_decision(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert rc in (0, 1) and result["decision"] in ("same", "different")
     adapted = checkpoint.load(STARTER_MODEL)["adapted_calibration"]
-    assert result["threshold"] == adapted["eer_threshold"]
+    m = adapted["llr"]  # the default rule: the Bayes threshold of the adapted LLRs at prior 0.5
+    assert result["threshold"] == pytest.approx(-m["b"] / m["a"])
+    assert result["llr"] == pytest.approx(m["a"] * result["score"] + m["b"], abs=1e-6)
+    assert "Bayes threshold at prior 0.5" in result["threshold_source"]

@@ -12,9 +12,12 @@
     speakers.identify("unknown.wav", top=3)      # [("alice", 0.71), ...]
     report = model.evaluate("trials.txt", "wav/", cohort="cohort/")
 
-Thresholds: "same speaker" when ``score >= threshold``. Without an explicit threshold the one the
-model was calibrated with (``audiocl eval --calibrate``) is used; a model without calibration
-gives ``same=None`` ("unknown") instead of guessing.
+Thresholds: "same speaker" when ``score >= threshold``. Without an explicit threshold the model's
+calibration (``audiocl eval --calibrate``) decides: at the Bayes threshold of its log-likelihood
+ratio for ``prior`` (default 0.5), at a false-accept rate (``far=0.01``), or at a stored
+operating point (``operating_point="eer"``); a model without calibration gives ``same=None``
+("unknown") instead of guessing. A calibrated model also reports the score's LLR and
+P(same speaker) at ``prior``.
 """
 
 from __future__ import annotations
@@ -41,14 +44,19 @@ class Verification:
     """The outcome of one comparison.
 
     ``score``: cosine in [-1, 1]; ``same``: ``score >= threshold``, or None when no threshold is
-    known; ``threshold_source``: where the threshold came from (``"argument"``, ``"--threshold"``,
-    ``"calibration, eer threshold on T"``, ...) or ``"none"``.
+    known; ``threshold_source``: the rule that decided (``"argument"``, ``"--threshold"``,
+    ``"calibration, eer threshold on T"``, ``"calibration, Bayes threshold at prior 0.5 ..."``,
+    ...) or ``"none"``; ``llr``: the natural-log likelihood ratio of the score and ``p_same``
+    P(same speaker) at ``prior``, both None without an LLR calibration.
     """
 
     score: float
     same: bool | None
     threshold: float | None
     threshold_source: str
+    llr: float | None = None
+    p_same: float | None = None
+    prior: float | None = None
 
     @property
     def decision(self) -> str:
@@ -89,24 +97,67 @@ class Model:
     # ---------------------------------------------------------------------------- thresholds
 
     def threshold(
-        self, explicit: float | None = None, operating_point: str = "eer", label: str = "argument"
+        self,
+        explicit: float | None = None,
+        operating_point: str | None = None,
+        label: str = "argument",
+        prior: float = 0.5,
+        far: float | None = None,
     ) -> tuple[float | None, str]:
-        """``(threshold, source)``: ``explicit`` if given, else the calibrated threshold of
-        ``operating_point`` (``eer``, ``min_dcf_0.01``, ``min_dcf_0.05``), else ``(None, "none")``.
-        """
+        """``(threshold, rule)`` on the raw cosine. In order: ``explicit``; the threshold of
+        false-accept rate ``far`` on the calibration trials; a stored ``operating_point``
+        (``eer``, ``min_dcf_0.01``, ``min_dcf_0.05``); the Bayes threshold of the LLR mapping at
+        ``prior`` (``operating_point`` None or ``"bayes"``); the EER threshold of a calibration
+        without an LLR mapping; else ``(None, "none")``. Refused (``ModelError``) where the
+        calibration cannot answer the question asked."""
+        from ..scoring import calibration as calib
+
         if explicit is not None:
             return float(explicit), label
-        if operating_point not in OPERATING_POINTS:
+        if operating_point not in (None, "bayes", *OPERATING_POINTS):
             raise ValueError(
-                f"unknown operating point {operating_point!r}; choose from "
+                f"unknown operating point {operating_point!r}; choose from bayes, "
                 + ", ".join(OPERATING_POINTS)
             )
         cal = self.calibration or {}
-        value = cal.get(OPERATING_POINTS[operating_point])
+        where = f" on {cal['trials']}" if cal.get("trials") else ""
+        if far is not None:
+            if not cal.get("far"):
+                raise ModelError(
+                    f"{self.path}: deciding at a false-accept rate needs a calibration with "
+                    "non-target scores: run `audiocl eval --calibrate` on a trial list (at least "
+                    f"{2 * calib.MIN_FALSE_ACCEPTS} non-target trials)"
+                )
+            value = calib.far_threshold(cal["far"], far)
+            return value, f"calibration, false-accept rate {far:g}{where}"
+        if operating_point in (None, "bayes") and cal.get("llr"):
+            t_llr = calib.bayes_threshold(prior)
+            m = cal["llr"]
+            if m["a"] <= 0:
+                raise ModelError(f"{self.path}: its LLR calibration does not rise with the score")
+            return (t_llr - m["b"]) / m["a"], (
+                f"calibration, Bayes threshold at prior {prior:g} (LLR >= {t_llr:.2f}){where}"
+            )
+        if operating_point == "bayes":
+            raise ModelError(
+                f"{self.path}: the Bayes decision needs an LLR calibration: run "
+                "`audiocl eval --calibrate` on a trial list"
+            )
+        point = operating_point or "eer"  # a calibration of thresholds only
+        value = cal.get(OPERATING_POINTS[point])
         if value is None:
             return None, "none"
-        where = f" on {cal['trials']}" if cal.get("trials") else ""
-        return float(value), f"calibration, {operating_point} threshold{where}"
+        return float(value), f"calibration, {point} threshold{where}"
+
+    def evidence(self, score: float, prior: float = 0.5) -> tuple[float | None, float | None]:
+        """``(llr, P(same speaker) at prior)`` of a raw cosine; ``(None, None)`` uncalibrated."""
+        from ..scoring import calibration as calib
+
+        cal = self.calibration or {}
+        if not cal.get("llr"):
+            return None, None
+        llr = calib.apply_llr(cal, score)
+        return llr, calib.p_same(llr, prior)
 
     # ----------------------------------------------------------------------------- embedding
 
@@ -191,24 +242,43 @@ class Model:
         b: Audio,
         threshold: float | None = None,
         sample_rate: int | None = None,
-        operating_point: str = "eer",
+        operating_point: str | None = None,
         label: str = "argument",
+        prior: float = 0.5,
+        far: float | None = None,
     ) -> Verification:
         """Compare two utterances: cosine score and, when a threshold is known, the decision
-        (``label`` names an explicit threshold's source in the result)."""
+        (``label`` names an explicit threshold's source in the result; the rule as in
+        :meth:`threshold`)."""
+        t = self.threshold(threshold, operating_point, label, prior, far)  # refusals first
         ea, eb = self.embed_many([a, b], sample_rate=sample_rate)
-        return self.decide(float(cosine_scores(ea, eb)[0]), threshold, operating_point, label)
+        return self.decide(float(cosine_scores(ea, eb)[0]), t, prior=prior)
 
     def decide(
         self,
         score: float,
-        threshold: float | None = None,
-        operating_point: str = "eer",
+        threshold: float | tuple[float | None, str] | None = None,
+        operating_point: str | None = None,
         label: str = "argument",
+        prior: float = 0.5,
+        far: float | None = None,
     ) -> Verification:
-        """The :class:`Verification` of a raw cosine ``score``."""
-        t, source = self.threshold(threshold, operating_point, label)
-        return Verification(float(score), None if t is None else bool(score >= t), t, source)
+        """The :class:`Verification` of a raw cosine ``score``. ``threshold``: a value, or a
+        ``(threshold, rule)`` pair that :meth:`threshold` already chose."""
+        if isinstance(threshold, tuple):
+            t, source = threshold
+        else:
+            t, source = self.threshold(threshold, operating_point, label, prior, far)
+        llr, p = self.evidence(score, prior)
+        return Verification(
+            float(score),
+            None if t is None else bool(score >= t),
+            t,
+            source,
+            llr,
+            p,
+            None if llr is None else float(prior),
+        )
 
     # --------------------------------------------------------------------------------- store
 
@@ -266,17 +336,24 @@ class Model:
             write_report(evaluated, out)
         return evaluated if result else evaluated.metrics
 
-    def calibrate(self, metrics: dict, trials: str | None = None) -> dict:
+    def calibrate(
+        self, metrics: dict, trials: str | None = None, scores=None, labels=None, prior: float = 0.5
+    ) -> dict:
         """Store the raw-score thresholds of ``metrics`` (a report's ``raw`` part) into the model
-        file, for ``verify`` to use. Returns the calibration record."""
+        file, for ``verify`` to use, and with the trials' raw cosine ``scores (N,)`` and
+        ``labels (N,)`` the score-to-LLR mapping fitted at ``prior`` and the false-accept table
+        (``scoring.calibration.fit_calibration``). Returns the calibration record."""
         import time
 
         from ..modelfile.checkpoint import set_calibration
+        from ..scoring.calibration import fit_calibration
         from ..scoring.scores import calibration_from_metrics
 
         if self.path is None:
             raise ModelError("this model was not loaded from a file: nowhere to store calibration")
         cal = calibration_from_metrics(metrics)
+        if scores is not None:
+            cal.update(fit_calibration(scores, labels, prior))
         if trials:
             cal["trials"] = str(trials)
         cal["calibrated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -324,14 +401,17 @@ class Speakers:
         name: str,
         audio: Audio,
         threshold: float | None = None,
-        operating_point="eer",
+        operating_point: str | None = None,
         label: str = "argument",
+        prior: float = 0.5,
+        far: float | None = None,
     ) -> Verification:
-        """Compare ``audio`` with enrolled speaker ``name`` (an unknown name is refused before
-        the audio is embedded)."""
+        """Compare ``audio`` with enrolled speaker ``name`` (an unknown name, or a decision rule
+        the calibration cannot answer, is refused before the audio is embedded)."""
         self.db.get(name)
+        t = self.model.threshold(threshold, operating_point, label, prior, far)
         score = self.db.score(name, self.model.embed(audio))
-        return self.model.decide(score, threshold, operating_point, label)
+        return self.model.decide(score, t, prior=prior)
 
     def identify(self, audio: Audio, top: int = 5) -> list[tuple[str, float]]:
         """The ``top`` enrolled speakers closest to ``audio``: ``[(name, cosine), ...]``."""

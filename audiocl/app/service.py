@@ -149,6 +149,7 @@ class Service:
             "embed_dim": self.model.embed_dim,
             "sample_rate": self.model.sample_rate,
             "calibrated": bool(cal),
+            "llr_calibrated": bool(cal.get("llr")),
             "threshold": self.model.threshold()[0],
             "speakers": len(self.speakers()),
             "auth": self.token is not None,
@@ -255,25 +256,35 @@ def _add_routes(app, svc: Service) -> None:
         audio2: UploadFile | None = File(None),
         speaker: str | None = Form(None),
         threshold: float | None = Form(None),
-        operating_point: Literal[tuple(OPERATING_POINTS)] = Form("eer"),
+        operating_point: Literal[("bayes", *OPERATING_POINTS)] | None = Form(None),
+        prior: float = Form(0.5, gt=0.0, lt=1.0),
+        far: float | None = Form(None, gt=0.0, lt=1.0),
     ):
         if (audio2 is None) == (speaker is None):
             raise ConfigError("verify needs audio2 (two recordings) or speaker (an enrolled one)")
+        rule = (threshold, operating_point, "argument", prior, far)
         if speaker is not None:
             with svc.uploads((audio, "audio")) as (paths, labels):
-                result = svc.speakers().verify(speaker, paths[0], threshold, operating_point)
+                result = svc.speakers().verify(speaker, paths[0], *rule)
         else:
+            model.threshold(*rule)  # a rule the calibration cannot answer: before the upload
             with svc.uploads((audio, "audio"), (audio2, "audio2")) as (paths, labels):
-                result = model.verify(
-                    paths[0], paths[1], threshold, operating_point=operating_point
-                )
+                result = model.verify(paths[0], paths[1], threshold, None, *rule[1:])
         return {**result.to_dict(), "speaker": speaker, "files": labels}
 
     @app.post("/api/identify")
-    def identify(audio: UploadFile = File(...), top: int = Form(5)):
+    def identify(
+        audio: UploadFile = File(...),
+        top: int = Form(5),
+        prior: float = Form(0.5, gt=0.0, lt=1.0),
+    ):
         with svc.uploads((audio, "audio")) as (paths, labels):
             ranked = svc.speakers().identify(paths[0], top=top)
-        return {"candidates": [{"name": n, "score": s} for n, s in ranked], "file": labels[0]}
+        candidates = []
+        for n, s in ranked:
+            llr, p = model.evidence(s, prior)
+            candidates.append({"name": n, "score": s, "llr": llr, "p_same": p})
+        return {"candidates": candidates, "prior": prior, "file": labels[0]}
 
     @app.get("/api/speakers")
     def speakers():

@@ -66,6 +66,19 @@ class EvalResult:
     as_norm: np.ndarray | None
     metrics: dict
     bad_files: dict[str, str] = field(default_factory=dict)
+    calibration: dict | None = None  # the record whose LLR mapping was measured, if any
+
+    def apply_calibration(self, record: dict | None, note: str | None = None) -> None:
+        """Measure ``record``'s LLR mapping on the raw scores: ``cllr`` and ``act_dcf_<p>``
+        into ``metrics["raw"]``, and what was used into ``metrics["calibration_used"]``."""
+        from .calibration import calibrated_metrics
+
+        if not record or not record.get("llr"):
+            return
+        self.calibration = record
+        self.metrics["raw"].update(calibrated_metrics(record, self.raw, self.labels))
+        used = {"trials": record.get("trials"), "calibrated": record.get("calibrated")}
+        self.metrics["calibration_used"] = {**used, **({"note": note} if note else {})}
 
 
 def find_trial_line(trials_path: str | os.PathLike, file: str) -> tuple[int, str] | None:
@@ -183,20 +196,27 @@ def run_evaluation(
         normed = as_norm_trials(matrix, ei, ti, cohort_emb, top_k=top_k, scores=raw)
         report["as_norm"] = compute_metrics(normed, labels)
         report["cohort"] = {**info, "top_k": min(top_k, len(cohort_emb))}
-    return EvalResult(kept, labels, raw, normed, report, bad)
+    result = EvalResult(kept, labels, raw, normed, report, bad)
+    result.apply_calibration(embedder.calibration)
+    return result
 
 
 def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``scores.txt``, ``metrics.json``, ``det.png`` and ``scores.png`` in ``out_dir``.
+    """``scores.txt``, ``metrics.json``, ``det.png``, ``scores.png`` and ``calibration.png``
+    in ``out_dir``.
 
     ``scores.txt``: one line per kept trial, ``label enroll test raw_score [as_norm_score]``.
+    ``calibration.png``: the applied-probability-of-error curves of the raw scores (actual with
+    the model's LLR mapping, when it has one, against the best in hindsight).
     """
+    from .calibration import ape_curve
     from .metrics import det_curve
-    from .plots import plot_det, plot_score_hist
+    from .plots import plot_ape, plot_det, plot_score_hist
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = {name: out / name for name in ("scores.txt", "metrics.json", "det.png", "scores.png")}
+    names = ("scores.txt", "metrics.json", "det.png", "scores.png", "calibration.png")
+    files = {name: out / name for name in names}
     header = "# label enroll test cosine" + (" as_norm" if result.as_norm is not None else "")
     lines = [header]
     for k, t in enumerate(result.trials):
@@ -218,4 +238,5 @@ def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Pa
         thresholds={"EER": m["eer_threshold"], "minDCF(0.01)": m["min_dcf_0.01_threshold"]},
         title="Cosine scores",
     )
+    plot_ape(files["calibration.png"], ape_curve(result.raw, result.labels, result.calibration))
     return files

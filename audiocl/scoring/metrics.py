@@ -140,9 +140,12 @@ def compute_metrics(
 
     Returns a JSON-ready dict: ``eer`` (fraction), ``eer_threshold``, and for each p in
     ``p_targets`` ``min_dcf_<p>`` and ``min_dcf_<p>_threshold`` (keys ``min_dcf_0.01``,
-    ``min_dcf_0.05`` by default), ``n_target``, ``n_nontarget``, ``c_miss``, ``c_fa``.
+    ``min_dcf_0.05`` by default), ``min_cllr`` (bits: the LLR cost after the best monotone
+    calibration, ``calibration.min_cllr``), ``n_target``, ``n_nontarget``, ``c_miss``, ``c_fa``.
     Thresholds follow "accept when score >= threshold".
     """
+    from .calibration import min_cllr
+
     s, y = _check(scores, labels)
     fpr, fnr, thr, n_tar, n_non = _det(s, y)
     e, e_thr = _eer_from_det(fpr, fnr, thr)
@@ -151,5 +154,6 @@ def compute_metrics(
         value, t = _min_dcf_from_det(fpr, fnr, thr, p, c_miss, c_fa)
         out[f"min_dcf_{p:g}"] = value
         out[f"min_dcf_{p:g}_threshold"] = t
+    out["min_cllr"] = min_cllr(s, y)
     out.update(n_target=n_tar, n_nontarget=n_non, c_miss=float(c_miss), c_fa=float(c_fa))
     return out

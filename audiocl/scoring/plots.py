@@ -133,3 +133,29 @@ def plot_score_hist(
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_ape(path: str | os.PathLike, curve: Mapping, title: str = "Calibration") -> None:
+    """Write applied-probability-of-error curves (``calibration.ape_curve``) to a PNG at
+    ``path``: normalised Bayes error rate against the prior log-odds, for the model's LLR
+    mapping (actual), the best monotone mapping in hindsight (minimum) and deciding without the
+    score (default). Where actual rises above minimum, the calibration loses."""
+    x = np.asarray(curve["logit_prior"], dtype=np.float64)
+    fig = _new_figure((7.0, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(x, curve["default"], ls=":", lw=1.0, color="grey", label="default (no score)")
+    ax.plot(x, curve["minimum"], lw=1.5, color="tab:green", label="minimum (PAV)")
+    if curve.get("actual") is not None:
+        ax.plot(x, curve["actual"], lw=1.5, color="tab:blue", label="actual (model's LLR)")
+    else:
+        title += " (the model has no LLR calibration: minimum only)"
+    for p in (0.01, 0.05, 0.5):
+        ax.axvline(np.log(p / (1 - p)), lw=0.6, color="grey", alpha=0.5)
+    ax.set_ylim(0.0, 1.2)
+    ax.set_xlabel("prior log-odds  logit P(target)  (lines: 0.01, 0.05, 0.5)")
+    ax.set_ylabel("normalised Bayes error rate")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, lw=0.5, alpha=0.5)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

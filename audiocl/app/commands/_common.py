@@ -14,11 +14,29 @@ MODEL_HELP = (
     "model file or run folder (default: $AUDIOCL_MODEL, else the model the last "
     "`audiocl train`/`quickstart` produced)"
 )
-THRESHOLD_NOTE = """Threshold: "same speaker" when the cosine score >= threshold. Without --threshold
-the threshold stored in the model by `audiocl eval --calibrate` is used (--operating-point picks
-the EER threshold or a minDCF one); the output says which threshold was used and where it came
-from. A model that was never calibrated gets no decision ("unknown", exit code 4) unless you pass
---threshold: a guessed threshold would be wrong for most models."""
+THRESHOLD_NOTE = """Decision: "same speaker" when the cosine score >= threshold. Without --threshold the
+model's calibration (`audiocl eval --calibrate`) decides: by default at the Bayes threshold of
+its log-likelihood ratio for --prior (P(target) before listening, default 0.5; for costs other
+than 1 pass the effective prior); with --far 0.01 at the threshold whose false-accept rate on
+the calibration trials' non-target scores is 1% (refused where they are too few to tell);
+with --operating-point at a stored EER or minDCF threshold. The output names the rule that
+decided. A calibrated model also reports the score's LLR (natural log: how many times more
+likely the score is for the same speaker than for different ones, as a log) and P(same
+speaker) at --prior. A model that was never calibrated gets no decision ("unknown", exit code
+4) unless you pass --threshold: a guessed threshold would be wrong for most models."""
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in (0, 1) (a bad value is a usage error, exit 2)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value:g}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -104,9 +122,23 @@ def add_threshold(p) -> None:
     )
     p.add_argument(
         "--operating-point",
-        default="eer",
-        choices=tuple(OPERATING_POINTS),
-        help="which calibrated threshold to use (default: eer)",
+        default=None,
+        choices=("bayes", *OPERATING_POINTS),
+        help="which calibrated rule decides (default: bayes where the model has an LLR "
+        "calibration, else eer)",
+    )
+    p.add_argument(
+        "--prior",
+        type=probability,
+        default=0.5,
+        help="P(same speaker) before the audio, for P(same) and the Bayes decision (default 0.5)",
+    )
+    p.add_argument(
+        "--far",
+        type=probability,
+        default=None,
+        metavar="RATE",
+        help="decide at this false-accept rate of the calibration trials (e.g. 0.01)",
     )
 
 
@@ -138,13 +170,19 @@ def db_path(args):
     return Path(args.db) if args.db else default_store_path()
 
 
+def evidence_line(llr: float | None, p_same: float | None, prior: float) -> str:
+    if llr is None:
+        return "llr: none (this model has no LLR calibration: run `audiocl eval --calibrate`)"
+    return f"llr: {llr:+.3f}   P(same speaker) = {p_same:.3f} at prior {prior:g}"
+
+
 def threshold_line(threshold: float | None, source: str) -> str:
     if threshold is None:
         return (
             "threshold: none (this model has no calibrated threshold: pass --threshold, "
             "or run `audiocl eval --calibrate` on a trial list)"
         )
-    return f"threshold: {threshold:.4f} (from {source})"
+    return f"threshold: {threshold:.4f} (decided by {source})"
 
 
 def print_json(obj) -> None:

@@ -19,13 +19,24 @@ audio paths (relative to the list's folder), or an .npz from `audiocl embed` mad
 model; above --max-cohort files (default 2000) a seeded uniform sample is used. Keep the cohort's
 speakers disjoint from the trial speakers.
 
-Written to --out (default eval/<trials name>): scores.txt (label enroll test cosine [as_norm]),
-metrics.json, det.png (DET curves) and scores.png (score histograms).
+Also minCllr (bits: the log-likelihood-ratio cost after the best monotone calibration, PAV) and,
+for a model carrying an LLR calibration, Cllr and actDCF at 0.01 and 0.05 (the cost of deciding
+at the calibration's Bayes threshold): Cllr - minCllr and actDCF - minDCF are what calibration
+loses on these trials.
 
---calibrate stores the raw-cosine thresholds (EER, minDCF 0.01 and 0.05) into the model file;
-verify and identify then use them. A missing or unreadable audio file stops the evaluation with
-its name and the first trial using it (exit code 3); --skip-bad leaves out the trials that use
-such files and reports how many were skipped.
+Written to --out (default eval/<trials name>): scores.txt (label enroll test cosine [as_norm]),
+metrics.json, det.png (DET curves), scores.png (score histograms) and calibration.png (Bayes
+error rate against the prior, actual and minimum).
+
+--calibrate fits the score-to-LLR mapping (llr = a * cosine + b, prior-weighted logistic
+regression at prior 0.5) and the false-accept thresholds of the non-target scores, and stores
+them with the raw-cosine thresholds (EER, minDCF 0.01 and 0.05) into the model file; verify and
+identify then report LLRs and P(same speaker) and decide with them. Calibrate on speakers other
+than the ones you measure on: Cllr on the calibration trials themselves is optimistic.
+
+A missing or unreadable audio file stops the evaluation with its name and the first trial using
+it (exit code 3); --skip-bad leaves out the trials that use such files and reports how many were
+skipped.
 """
 
 
@@ -41,7 +52,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the cohort sample")
     p.add_argument("--out", metavar="DIR", help="report folder (default eval/<trials name>)")
     p.add_argument(
-        "--calibrate", action="store_true", help="store the thresholds into the model file"
+        "--calibrate",
+        action="store_true",
+        help="fit and store the LLR calibration and thresholds into the model file",
     )
     p.add_argument(
         "--skip-bad", action="store_true", help="leave out trials whose audio cannot be read"
@@ -50,6 +63,10 @@ def add_arguments(p):
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common.add_json(p)
+
+
+def _fmt(m: dict, key: str) -> str:
+    return f"{m[key]:.4f}" if m.get(key) is not None else "-"
 
 
 def format_table(report: dict) -> str:
@@ -61,6 +78,10 @@ def format_table(report: dict) -> str:
         ("EER", lambda m: f"{100 * m['eer']:.2f}%"),
         ("minDCF(0.01)", lambda m: f"{m['min_dcf_0.01']:.4f}"),
         ("minDCF(0.05)", lambda m: f"{m['min_dcf_0.05']:.4f}"),
+        ("minCllr (bits)", lambda m: _fmt(m, "min_cllr")),
+        ("Cllr (bits)", lambda m: _fmt(m, "cllr")),
+        ("actDCF(0.01)", lambda m: _fmt(m, "act_dcf_0.01")),
+        ("actDCF(0.05)", lambda m: _fmt(m, "act_dcf_0.05")),
         ("EER threshold", lambda m: f"{m['eer_threshold']:.4f}"),
         ("minDCF(0.01) threshold", lambda m: f"{m['min_dcf_0.01_threshold']:.4f}"),
         ("minDCF(0.05) threshold", lambda m: f"{m['min_dcf_0.05_threshold']:.4f}"),
@@ -94,11 +115,18 @@ def print_report(report: dict, trials: str, files: dict, model_path) -> None:
             f"top-k {c['top_k']}"
         )
     print(format_table(report))
+    used = report.get("calibration_used")
+    if used and not report.get("calibration"):
+        print(f"Cllr and actDCF: the model's calibration (on {used['trials'] or 'unnamed trials'})")
     if report.get("calibration"):
         cal = report["calibration"]
+        m = cal["llr"]
+        far = cal["far"]
         print(
-            f"calibrated: thresholds stored in {model_path} (EER threshold "
-            f"{cal['threshold']:.4f}, used by verify/identify)"
+            f"calibrated: stored in {model_path}: llr = {m['a']:.3f} * cosine {m['b']:+.3f}, "
+            f"EER threshold {cal['threshold']:.4f}, false-accept rates down to "
+            + (f"{far['min_far']:.2g}" if far else "none (too few non-targets)")
+            + "; Cllr and actDCF above are on these same trials (optimistic)"
         )
     print(f"report: {', '.join(str(p) for p in files.values())}")
 
@@ -140,7 +168,10 @@ def run(args) -> int:
     report = result.metrics
     report["model_source"] = model.source
     if args.calibrate:
-        report["calibration"] = model.calibrate(report["raw"], trials=args.trials)
+        report["calibration"] = model.calibrate(
+            report["raw"], trials=args.trials, scores=result.raw, labels=result.labels
+        )
+        result.apply_calibration(report["calibration"], note="calibrated on these trials")
     files = write_report(result, out)
     if args.json:
         _common.print_json({**report, "out": str(out)})

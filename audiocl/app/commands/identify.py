@@ -33,17 +33,18 @@ def add_arguments(p):
 def run(args) -> int:
     model = _common.load_model(args)
     speakers = model.store(_common.db_path(args))
+    rule = model.threshold(
+        args.threshold, args.operating_point, "--threshold", args.prior, args.far
+    )  # a rule the calibration cannot answer is refused before any embedding
+    threshold, source = rule
     ranking = speakers.identify(args.file, top=args.top)
-    threshold, source = model.threshold(args.threshold, args.operating_point, "--threshold")
-    rows = [
-        {
-            "rank": k,
-            "speaker": name,
-            "score": score,
-            "match": None if threshold is None else bool(score >= threshold),
-        }
-        for k, (name, score) in enumerate(ranking, start=1)
-    ]
+    rows = []
+    for k, (name, score) in enumerate(ranking, start=1):
+        v = model.decide(score, rule, prior=args.prior)
+        rows.append(
+            {"rank": k, "speaker": name, "score": score, "match": v.same}
+            | {"llr": v.llr, "p_same": v.p_same}
+        )
     match = rows[0]["speaker"] if rows and rows[0]["match"] else None
     if args.json:
         _common.print_json(
@@ -53,6 +54,7 @@ def run(args) -> int:
                 "match": match,
                 "threshold": threshold,
                 "threshold_source": source,
+                "prior": args.prior,
                 "db": str(speakers.path),
                 "model": _common.model_info(model),
             }
@@ -61,10 +63,15 @@ def run(args) -> int:
     print(_common.model_line(model))
     print(_common.threshold_line(threshold, source))
     width = max(len("speaker"), *(len(r["speaker"]) for r in rows))
-    print(f"{'rank':>4}  {'speaker':<{width}}  {'score':>7}")
+    evidence = rows and rows[0]["llr"] is not None
+    extra = f"  {'llr':>7}  {'P(same)':>7}" if evidence else ""
+    if evidence:
+        print(f"P(same speaker) of each candidate alone, at prior {args.prior:g}")
+    print(f"{'rank':>4}  {'speaker':<{width}}  {'score':>7}{extra}")
     for r in rows:
         mark = {None: "", True: "  match", False: ""}[r["match"]]
-        print(f"{r['rank']:>4}  {r['speaker']:<{width}}  {r['score']:>7.4f}{mark}")
+        ev = f"  {r['llr']:>+7.3f}  {r['p_same']:>7.3f}" if evidence else ""
+        print(f"{r['rank']:>4}  {r['speaker']:<{width}}  {r['score']:>7.4f}{ev}{mark}")
     if threshold is not None:
         print(f"match: {match}" if match else "match: none (no speaker reaches the threshold)")
     return 0

@@ -40,12 +40,26 @@ def run(args) -> int:
     if args.speaker is not None:
         speakers = model.store(_common.db_path(args))
         v = speakers.verify(
-            args.speaker, args.files[0], args.threshold, args.operating_point, "--threshold"
+            args.speaker,
+            args.files[0],
+            args.threshold,
+            args.operating_point,
+            "--threshold",
+            args.prior,
+            args.far,
         )
         pair = {"speaker": args.speaker, "file": args.files[0], "db": str(speakers.path)}
         what = f"{args.files[0]} vs enrolled speaker {args.speaker!r}"
     else:
-        v = model.verify(*args.files, args.threshold, None, args.operating_point, "--threshold")
+        v = model.verify(
+            *args.files,
+            args.threshold,
+            None,
+            args.operating_point,
+            "--threshold",
+            args.prior,
+            args.far,
+        )
         pair = {"files": list(args.files)}
         what = f"{args.files[0]} vs {args.files[1]}"
     code = {True: 0, False: 1, None: 4}[v.same]
@@ -55,6 +69,7 @@ def run(args) -> int:
     print(_common.model_line(model))
     print(what)
     print(f"score: {v.score:.4f}")
+    print(_common.evidence_line(v.llr, v.p_same, args.prior))
     print(_common.threshold_line(v.threshold, v.threshold_source))
     print(
         {

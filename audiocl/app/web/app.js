@@ -221,7 +221,11 @@ function decisionHtml(r) {
   const label = { same: "same speaker", different: "different speaker", unknown: "no decision" }[r.decision];
   const note = r.decision === "unknown" ? "<p class=\"hint\">This model is not calibrated: run <code>audiocl eval --calibrate</code> on a trial list.</p>" : "";
   return '<div class="decision ' + r.decision + '">' + label + "</div>" +
-    "<dl><dt>score</dt><dd>" + fmt(r.score) + "</dd><dt>threshold</dt><dd>" + fmt(r.threshold) +
+    "<dl><dt>score</dt><dd>" + fmt(r.score) + "</dd>" +
+    (r.llr === null || r.llr === undefined ? "" :
+      "<dt>log-likelihood ratio</dt><dd>" + fmt(r.llr) + "</dd><dt>P(same speaker)</dt><dd>" +
+      fmt(r.p_same) + " at prior " + r.prior + "</dd>") +
+    "<dt>threshold</dt><dd>" + fmt(r.threshold) +
     "</dd><dt>threshold from</dt><dd>" + escapeHtml(r.threshold_source) + "</dd></dl>" + note;
 }
 
@@ -255,7 +259,7 @@ $("verify-form").onsubmit = (ev) => submit(ev, async () => {
   const speaker = $("verify-speaker").value;
   if (speaker) form.append("speaker", speaker);
   else form.append("audio2", need("b"));
-  form.append("operating_point", $("verify-point").value);
+  if ($("verify-point").value) form.append("operating_point", $("verify-point").value);
   const r = await api("/api/verify", { method: "POST", body: form });
   show("<p>Recording A against " + (speaker ? "<b>" + escapeHtml(speaker) + "</b>" : "recording B") + "</p>" + decisionHtml(r), "ok");
 });
