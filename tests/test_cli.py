@@ -188,6 +188,11 @@ def test_eval_cache_cohort_calibrate_then_verify(env, capsys):
     a, b = cal["llr"]["a"], cal["llr"]["b"]
     assert a > 0 and cal["far"] is None and r["raw"]["cllr"] >= r["raw"]["min_cllr"] - 1e-9
     assert r["calibration_used"]["note"] == "calibrated on these trials"
+    # the AS-Norm scores, on their own scale, got their own mapping
+    assert set(cal["as_norm_llr"]) >= {"a", "b"} and cal["as_norm_llr"]["a"] != a
+    assert (
+        r["as_norm"]["cllr"] >= r["as_norm"]["min_cllr"] - 1e-9 and "act_dcf_0.01" in r["as_norm"]
+    )
 
     # the default decision: the Bayes threshold of the LLR at prior 0.5, with LLR and P(same)
     code, out, _ = run(capsys, "verify", wav(env, 0, 0), wav(env, 0, 1))

@@ -337,12 +337,20 @@ class Model:
         return evaluated if result else evaluated.metrics
 
     def calibrate(
-        self, metrics: dict, trials: str | None = None, scores=None, labels=None, prior: float = 0.5
+        self,
+        metrics: dict,
+        trials: str | None = None,
+        scores=None,
+        labels=None,
+        prior: float = 0.5,
+        as_norm_scores=None,
     ) -> dict:
         """Store the raw-score thresholds of ``metrics`` (a report's ``raw`` part) into the model
         file, for ``verify`` to use, and with the trials' raw cosine ``scores (N,)`` and
         ``labels (N,)`` the score-to-LLR mapping fitted at ``prior`` and the false-accept table
-        (``scoring.calibration.fit_calibration``). Returns the calibration record."""
+        (``scoring.calibration.fit_calibration``); with ``as_norm_scores (N,)`` a separate
+        mapping of the AS-Norm scale (``as_norm_llr``: AS-Norm scores are not cosines). Returns
+        the calibration record."""
         import time
 
         from ..modelfile.checkpoint import set_calibration
@@ -354,6 +362,8 @@ class Model:
         cal = calibration_from_metrics(metrics)
         if scores is not None:
             cal.update(fit_calibration(scores, labels, prior))
+        if as_norm_scores is not None:
+            cal["as_norm_llr"] = fit_calibration(as_norm_scores, labels, prior)["llr"]
         if trials:
             cal["trials"] = str(trials)
         cal["calibrated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

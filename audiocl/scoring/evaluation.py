@@ -70,13 +70,17 @@ class EvalResult:
 
     def apply_calibration(self, record: dict | None, note: str | None = None) -> None:
         """Measure ``record``'s LLR mapping on the raw scores: ``cllr`` and ``act_dcf_<p>``
-        into ``metrics["raw"]``, and what was used into ``metrics["calibration_used"]``."""
+        into ``metrics["raw"]`` (and its AS-Norm mapping, when it has one, on the AS-Norm
+        scores), and what was used into ``metrics["calibration_used"]``."""
         from .calibration import calibrated_metrics
 
         if not record or not record.get("llr"):
             return
         self.calibration = record
         self.metrics["raw"].update(calibrated_metrics(record, self.raw, self.labels))
+        if record.get("as_norm_llr") and self.as_norm is not None:
+            on_norm = {"llr": record["as_norm_llr"]}
+            self.metrics["as_norm"].update(calibrated_metrics(on_norm, self.as_norm, self.labels))
         used = {"trials": record.get("trials"), "calibrated": record.get("calibrated")}
         self.metrics["calibration_used"] = {**used, **({"note": note} if note else {})}
 

@@ -31,7 +31,8 @@ error rate against the prior, actual and minimum).
 --calibrate fits the score-to-LLR mapping (llr = a * cosine + b, prior-weighted logistic
 regression at prior 0.5) and the false-accept thresholds of the non-target scores, and stores
 them with the raw-cosine thresholds (EER, minDCF 0.01 and 0.05) into the model file; verify and
-identify then report LLRs and P(same speaker) and decide with them. Calibrate on speakers other
+identify then report LLRs and P(same speaker) and decide with them. With --cohort the AS-Norm
+scores get a mapping of their own (they are not cosines), which eval's AS-Norm column uses. Calibrate on speakers other
 than the ones you measure on: Cllr on the calibration trials themselves is optimistic.
 
 A missing or unreadable audio file stops the evaluation with its name and the first trial using
@@ -169,7 +170,11 @@ def run(args) -> int:
     report["model_source"] = model.source
     if args.calibrate:
         report["calibration"] = model.calibrate(
-            report["raw"], trials=args.trials, scores=result.raw, labels=result.labels
+            report["raw"],
+            trials=args.trials,
+            scores=result.raw,
+            labels=result.labels,
+            as_norm_scores=result.as_norm,
         )
         result.apply_calibration(report["calibration"], note="calibrated on these trials")
     files = write_report(result, out)
