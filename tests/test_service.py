@@ -301,3 +301,13 @@ def test_batcher_merges_concurrent_requests_and_keeps_their_rows():
     assert sum(calls) == 10 and len(calls) < 4  # requests shared forward passes
     with pytest.raises(ValueError, match="bad wave"):
         batcher([np.array([-1.0])])
+
+
+def test_hostile_headers_get_4xx_not_500(served, voices):
+    """Found fuzzing the service by hand: a non-ASCII token (``compare_digest`` refuses non-ASCII text)
+    and a Content-Length that is not a number were tracebacks and 500s."""
+    client, _, _ = served
+    r = client.delete("/api/speakers/x", headers={"Authorization": "Bearer \u00e9t\u00e9".encode()})
+    assert r.status_code == 401 and r.json()["exit_code"] == 2
+    r = client.post("/api/identify", content=b"x", headers={"Content-Length": "12abc"})
+    assert r.status_code == 400 and "Content-Length" in r.json()["error"]

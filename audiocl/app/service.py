@@ -118,7 +118,9 @@ class Service:
         if self.token is None:
             return True
         scheme, _, given = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), self.token)
+        # bytes: compare_digest refuses non-ASCII str, and a client's header may hold any
+        given_b, token_b = given.strip().encode("utf-8", "replace"), self.token.encode("utf-8")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given_b, token_b)
 
     @contextlib.contextmanager
     def uploads(self, *items: tuple[object, str]):
@@ -215,6 +217,8 @@ def _add_guards(app, svc: Service) -> None:
             length = request.headers.get("content-length")
             if request.method != "DELETE" and length is None:
                 return _error("uploads need a Content-Length header", 411, 2)
+            if length is not None and not length.strip().isdigit():
+                return _error(f"Content-Length must be a number of bytes, got {length!r}", 400, 2)
             if length is not None and int(length) > svc.max_upload:
                 mb = svc.max_upload / (1024 * 1024)
                 return _error(f"upload too large: over the {mb:g} MB limit", 413, 2)

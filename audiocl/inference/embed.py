@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import AudioError, ModelError
+from ..errors import AudioError, ConfigError, ModelError
 from ..io import audio
 from ..io.vad import SpeechGate
 from ..modelfile import checkpoint
@@ -92,6 +92,12 @@ class Embedder:
                 emb = cls.from_data(data, device, backend, **kwargs)
             except ModelError as e:
                 raise ModelError(f"{path}: {e}") from None
+            except ConfigError as e:
+                raise ModelError(f"{path}: its config is invalid ({e})") from None
+            except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+                # a file that loads safely but whose entries do not make a model: outside input
+                why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                raise ModelError(f"{path}: not a usable audiocl model ({why})") from None
         emb.path = Path(path)
         return emb
 
@@ -103,6 +109,10 @@ class Embedder:
         exports it in memory."""
         cfg, fbank, encoder = build_inference_model(data)
         mid = data.get("model_id") or checkpoint.model_id(data["encoder"])
+        if not isinstance(mid, str):
+            raise ModelError("its model id is not text")
+        if not isinstance(data.get("calibration") or {}, dict):
+            raise ModelError("its calibration is not a mapping")
         net = None
         if backend == "onnx":
             from ..interop.export import to_onnx_bytes

@@ -1,7 +1,9 @@
-"""What every importer shares: safe checkpoint reading and strict state-dict loading."""
+"""What every importer shares: safe checkpoint reading, strict state-dict loading, and config
+values of the wrong type refused as ``ModelError``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -16,6 +18,17 @@ def require(folder: Path, name: str) -> Path:
     if not path.is_file():
         raise ModelError(f"{path}: missing (a {folder.name} model folder needs {name})")
     return path
+
+
+@contextlib.contextmanager
+def foreign_config(path: str | os.PathLike):
+    """Reading another toolkit's config: a value of the wrong type or form (a list where a
+    number belongs, a mapping for a name) is a ``ModelError`` naming ``path``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: unexpected value in the config ({why})") from None
 
 
 def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:

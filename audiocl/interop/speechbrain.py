@@ -34,7 +34,7 @@ from ..config import Config, check, to_dict
 from ..errors import ConfigError, ModelError
 from ..modelfile import checkpoint
 from ..nn.encoders import build_encoder
-from .common import load_state, load_strict, require
+from .common import foreign_config, load_state, load_strict, require
 
 FBANK = "speechbrain.lobes.features.Fbank"
 NORM = "speechbrain.processing.features.InputNormalization"
@@ -272,8 +272,9 @@ def _encoder(hp: HyperParams, c: Config) -> None:
 def audiocl_config(hp: HyperParams) -> Config:
     """The audiocl config of a SpeechBrain speaker model: front end, normalisation, encoder."""
     c = Config()
-    _features(hp, c)
-    _encoder(hp, c)
+    with foreign_config(hp.path):
+        _features(hp, c)
+        _encoder(hp, c)
     try:
         check(c)
     except ConfigError as e:  # e.g. a layer list audiocl cannot build

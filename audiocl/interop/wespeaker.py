@@ -24,7 +24,7 @@ from ..config import Config, to_dict
 from ..errors import ModelError
 from ..modelfile import checkpoint
 from ..nn.encoders import build_encoder
-from .common import load_state, load_strict, require
+from .common import foreign_config, load_state, load_strict, require
 
 ECAPA = {"ECAPA_TDNN_GLOB_c512": 512, "ECAPA_TDNN_GLOB_c1024": 1024}
 RESNET = {"ResNet34": (3, 4, 6, 3)}
@@ -44,9 +44,14 @@ def read_config(folder: Path) -> dict:
 
 def audiocl_config(cfg: dict, folder: Path) -> Config:
     """The audiocl config of a WeSpeaker model: encoder, sizes and its Kaldi front end."""
+    with foreign_config(folder / "config.yaml"):
+        return _config(cfg, folder)
+
+
+def _config(cfg: dict, folder: Path) -> Config:
     name, args = cfg["model"], cfg.get("model_args") or {}
     known = ", ".join([*ECAPA, *RESNET])
-    if name not in ECAPA and name not in RESNET:
+    if not isinstance(name, str) or (name not in ECAPA and name not in RESNET):
         raise ModelError(f"{folder}: unknown WeSpeaker architecture {name!r} (supported: {known})")
     pooling = args.get("pooling_func", "ASTP" if name in ECAPA else "TSTP")
     if pooling != ("ASTP" if name in ECAPA else "TSTP"):

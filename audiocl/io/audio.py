@@ -43,6 +43,13 @@ KAISER_BETA = 8.6
 # (awkward rate pairs such as 16000 -> 16001); a gather-based path computes weights per output.
 _MAX_KERNEL_ELEMENTS = 4_000_000
 
+# A header's frame count is read in blocks of this many frames, so a few hostile bytes promising
+# billions of frames cost what is really decoded, not an allocation of the promise.
+_READ_BLOCK = 1 << 22
+# Float audio lies in [-1, 1] (int16-scaled float files reach 32768); a peak above this is not
+# audio, and its squares overflow the filterbank's float32 power spectrum.
+MAX_PEAK = 1e6
+
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
 _SUBTYPES = {".ogg": "VORBIS", ".mp3": "MPEG_LAYER_III", ".flac": "PCM_16", ".wav": "PCM_16"}
 
@@ -232,6 +239,9 @@ def load(
         )
     if not np.isfinite(data).all():
         raise AudioError(path, "contains NaN or Inf samples")
+    peak = float(np.abs(data).max())
+    if peak > MAX_PEAK:
+        raise AudioError(path, f"samples out of range (peak {peak:.3g}; audio is in [-1, 1])")
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     if mono.shape[0] / rate < min_duration:
         raise AudioError(
@@ -244,8 +254,9 @@ def load(
         # stays for batched speed perturbation on the training device
         want = math.ceil(mono.shape[0] * sample_rate / rate)  # resample()'s length
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ")[:want]
-        if mono.shape[0] < want:  # soxr rounds the length down by at most a sample
-            mono = np.pad(mono, (0, want - mono.shape[0]), mode="edge")
+        if mono.shape[0] < want:  # soxr rounds the length down (to nothing for a few samples)
+            mode = "edge" if mono.shape[0] else "constant"
+            mono = np.pad(mono, (0, want - mono.shape[0]), mode=mode)
     return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
 
 
@@ -268,10 +279,26 @@ def _read_soundfile(
             count = min(count, max(1, int(round(duration * rate))))
         if first and path.suffix.lower() == ".mp3":
             # libsndfile's mp3 seek is not sample-accurate: decode the prefix and drop it.
-            return f.read(first + count, dtype="float32", always_2d=True)[first:], rate, count
+            return _read_blocks(f, first + count)[first:], rate, count
         if first:
             f.seek(first)
-        return f.read(count, dtype="float32", always_2d=True), rate, count
+        return _read_blocks(f, count), rate, count
+
+
+def _read_blocks(f: sf.SoundFile, count: int) -> np.ndarray:
+    """Up to ``count`` frames ``(S, C)`` from the current position, read in blocks, so memory
+    follows the audio really there and not the header's promise."""
+    parts = []
+    while count > 0:
+        asked = min(count, _READ_BLOCK)
+        part = f.read(asked, dtype="float32", always_2d=True)
+        parts.append(part)
+        count -= part.shape[0]
+        if part.shape[0] < asked:  # the audio ended before the header said
+            break
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros((0, f.channels), dtype=np.float32)
 
 
 def _read_av(
