@@ -1,6 +1,13 @@
 """Typed errors. Library code raises these; only ``cli.py`` turns them into exit codes."""
 
 
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (its type's name when it has none), for a one-line
+    message that wraps an error raised by another library."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 class AudioclError(Exception):
     """Base class: a problem the user can act on. ``exit_code`` is what the CLI returns."""
 

@@ -164,34 +164,30 @@ list_files = st.one_of(
 )
 
 
-@FUZZ
-@given(content=list_files)
-def test_trial_list_fuzzed(tmp_path, content):
+def _read_trials(path):
     from audiocl.data.trials import read_trials
 
-    path = _fresh(tmp_path, "trials.txt")
-    path.write_bytes(content)
-    try:
-        trials = read_trials(path)
-    except AudioclError as e:
-        assert str(path) in str(e) and e.exit_code == 3
-        return
+    trials = read_trials(path)
     assert trials and all(t.label in (0, 1) for t in trials)
 
 
-@FUZZ
-@given(content=list_files)
-def test_path_list_fuzzed(tmp_path, content):
+def _read_paths(path):
     from audiocl.io.pathlist import read_path_list
 
-    path = _fresh(tmp_path, "files.txt")
+    assert all(isinstance(p, str) and p.strip() == p and p for p in read_path_list(path))
+
+
+@pytest.mark.parametrize("read", [_read_trials, _read_paths], ids=["trials", "paths"])
+@FUZZ
+@given(content=list_files)
+def test_text_list_fuzzed(tmp_path, read, content):
+    """A trial list or a path list: its entries, or a ``DataError`` naming the file (exit 3)."""
+    path = _fresh(tmp_path, "list.txt")
     path.write_bytes(content)
     try:
-        paths = read_path_list(path)
+        read(path)
     except AudioclError as e:
         assert str(path) in str(e) and e.exit_code == 3
-        return
-    assert all(isinstance(p, str) and p.strip() == p and p for p in paths)
 
 
 # ----------------------------------------------------------------------------- YAML configs

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import AudioError, ConfigError, ModelError
+from ..errors import AudioError, ConfigError, ModelError, first_line
 from ..io import audio
 from ..io.vad import SpeechGate
 from ..modelfile import checkpoint
@@ -96,7 +96,7 @@ class Embedder:
                 raise ModelError(f"{path}: its config is invalid ({e})") from None
             except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
                 # a file that loads safely but whose entries do not make a model: outside input
-                why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                why = first_line(e)
                 raise ModelError(f"{path}: not a usable audiocl model ({why})") from None
         emb.path = Path(path)
         return emb

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 
 
 def require(folder: Path, name: str) -> Path:
@@ -27,7 +27,7 @@ def foreign_config(path: str | os.PathLike):
     try:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        why = first_line(e)
         raise ModelError(f"{path}: unexpected value in the config ({why})") from None
 
 
@@ -38,7 +38,7 @@ def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for unreadable or unsafe files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
     for key in ("state_dict", "model", "model_state"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 
 
 def _ort():
@@ -42,7 +42,7 @@ class OnnxNet:
             )
         except Exception as e:  # onnxruntime raises its own types for unreadable graphs
             where = "the exported graph" if isinstance(model, bytes) else str(model)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ModelError(f"{where}: not a readable ONNX model ({first})") from None
         self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
         names = [i.name for i in self.session.get_inputs()]

@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from ..config import Config, check, to_dict
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError, first_line
 from ..modelfile import checkpoint
 from ..nn.encoders import build_encoder
 from .common import foreign_config, load_state, load_strict, require
@@ -118,7 +118,7 @@ class HyperParams:
         try:
             self.raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise ModelError(f"{path}: not a readable HyperPyYAML file ({first})") from None
         if not isinstance(self.raw, dict):
             raise ModelError(f"{path}: expected a mapping of hyperparameters")

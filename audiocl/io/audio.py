@@ -296,9 +296,9 @@ def _read_blocks(f: sf.SoundFile, count: int) -> np.ndarray:
         count -= part.shape[0]
         if part.shape[0] < asked:  # the audio ended before the header said
             break
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros((0, f.channels), dtype=np.float32)
+    if not parts:
+        return np.zeros((0, f.channels), dtype=np.float32)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _read_av(

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..fileio import atomic_path
 from .onnx_file import is_onnx_file, set_onnx_calibration
 
@@ -58,8 +58,7 @@ def _why_unreadable(path: Path, error: Exception) -> str:
         return "not a PyTorch file" if path.stat().st_size else "empty file"
     if "weights only load failed" in str(error).lower():
         return "it holds Python objects that a safe load refuses; audiocl never unpickles them"
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return first_line(error)
 
 
 def model_id(encoder_state: dict[str, torch.Tensor]) -> str:
@@ -200,7 +199,7 @@ def ensemble(paths: list[str | os.PathLike], weights: list[float] | None = None)
             try:
                 build_inference_model(data)
             except (RuntimeError, ValueError, KeyError) as e:
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 raise ModelError(f"{path}: its weights do not fit its config ({first})") from None
     fusion = ensemble_weights(weights, len(paths))
     state = {
