@@ -11,7 +11,7 @@ finding. The seeds are small valid files of every format the loader reads, made 
 Findings land in ``--out``/findings (libFuzzer's ``crash-*``/``timeout-*`` files, each the
 input that failed); copy a fixed one into ``tests/fuzz_corpus/audio/`` (named ``<x>.<suffix>``,
 the suffix byte stripped, see ``--export``) so ``tests/test_fuzz_inputs.py`` replays it on every
-run. Ends with one JSON line: inputs run, seconds, findings.
+run. Ends with one JSON line: inputs run, seconds, findings (exit code 1 when there are any).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,19 +88,10 @@ def export(findings: Path, out: Path) -> None:
             (out / f"{f.name}{SUFFIXES[data[0] % len(SUFFIXES)]}").write_bytes(data[1:])
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=int, default=300, help="fuzzing budget")
-    p.add_argument("--out", type=Path, required=True, help="corpus and findings folder")
-    p.add_argument("--timeout", type=int, default=20, help="seconds one input may take")
-    p.add_argument("--export", type=Path, default=None, help="write findings as regression files")
-    args = p.parse_args(argv)
+def fuzz(corpus: Path, findings: Path, seconds: int, timeout: int) -> None:
+    """Run libFuzzer in this process; it never returns (libFuzzer ends the process)."""
     import atheris
 
-    corpus, findings = args.out / "corpus", args.out / "findings"
-    findings.mkdir(parents=True, exist_ok=True)
-    if not corpus.exists():
-        write_seeds(corpus)
     # imported first, so not instrumented: only our own modules give coverage feedback
     import soundfile  # noqa: F401
     import soxr  # noqa: F401
@@ -111,36 +104,50 @@ def main(argv=None) -> int:
         import audiocl.io.audio  # noqa: F401
         import audiocl.io.av_decode  # noqa: F401
     work = tempfile.mkdtemp(prefix="audiocl-fuzz-")
-    count = {"n": 0}
-
-    def one(data: bytes) -> None:
-        count["n"] += 1
-        check_one(data, work)
-
-    t0 = time.time()
     libfuzzer_args = [
         sys.argv[0],
         str(corpus),
-        f"-max_total_time={args.seconds}",
-        f"-timeout={args.timeout}",
+        f"-max_total_time={seconds}",
+        f"-timeout={timeout}",
         f"-artifact_prefix={findings}{os.sep}",
         "-max_len=65536",
         "-print_final_stats=1",
     ]
-
-    def report() -> None:
-        found = sorted(f.name for f in findings.iterdir())
-        if args.export:
-            export(findings, args.export)
-        line = {"inputs": count["n"], "seconds": round(time.time() - t0, 1), "findings": found}
-        print(json.dumps(line), flush=True)
-
-    import atexit
-
-    atexit.register(report)  # libFuzzer ends the process itself, also on a finding
-    atheris.Setup(libfuzzer_args, one)
+    atheris.Setup(libfuzzer_args, lambda data: check_one(data, work))
     atheris.Fuzz()
-    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=int, default=300, help="fuzzing budget")
+    p.add_argument("--out", type=Path, required=True, help="corpus and findings folder")
+    p.add_argument("--timeout", type=int, default=20, help="seconds one input may take")
+    p.add_argument("--export", type=Path, default=None, help="write findings as regression files")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    corpus, findings = args.out / "corpus", args.out / "findings"
+    if args.child:
+        fuzz(corpus, findings, args.seconds, args.timeout)
+    findings.mkdir(parents=True, exist_ok=True)
+    if not corpus.exists():
+        write_seeds(corpus)
+    # libFuzzer ends its process (also on a finding): the report comes from this parent
+    t0 = time.time()
+    cmd = [sys.executable, __file__, "--child", "--out", str(args.out)]
+    cmd += ["--seconds", str(args.seconds), "--timeout", str(args.timeout)]
+    run = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, errors="replace")
+    sys.stderr.write(run.stderr[-4000:])
+    runs = re.findall(r"stat::number_of_executed_units: (\d+)", run.stderr)
+    found = sorted(f.name for f in findings.iterdir())
+    if args.export:
+        export(findings, args.export)
+    line = {
+        "inputs": int(runs[-1]) if runs else None,
+        "seconds": round(time.time() - t0, 1),
+        "findings": found,
+    }
+    print(json.dumps(line), flush=True)
+    return 1 if found else 0
 
 
 if __name__ == "__main__":
