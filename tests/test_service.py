@@ -2,6 +2,7 @@
 load test with concurrent clients against a real server."""
 
 import concurrent.futures
+import contextlib
 import socket
 import threading
 import time
@@ -227,27 +228,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_load_concurrent_enrolments_and_verifications(tmp_path, make_tiny_model, voices):
-    """24 enrolments and 200 verifications from 8 concurrent clients against a real server:
-    every enrolment is kept and every request answered."""
-    import httpx
+@contextlib.contextmanager
+def _serving(app):
+    """``(port, url)`` of ``app`` served by uvicorn on loopback, in a thread."""
     import uvicorn
 
-    model = audiocl.load_model(make_tiny_model(tmp_path / "m.pt"))
-    db = tmp_path / "s.db"
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(model, db, token=TOKEN), port=port, log_level="error")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started
+    try:
+        yield port, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_load_concurrent_enrolments_and_verifications(tmp_path, make_tiny_model, voices):
+    """24 enrolments and 200 verifications from 8 concurrent clients against a real server:
+    every enrolment is kept and every request answered."""
+    import httpx
+
+    model = audiocl.load_model(make_tiny_model(tmp_path / "m.pt"))
+    db = tmp_path / "s.db"
     files = [f for fs in voices.values() for f in fs]
     blobs = {f: f.read_bytes() for f in files}
-    url = f"http://127.0.0.1:{port}"
 
     def enroll(i):
         f = files[i % len(files)]
@@ -266,14 +275,11 @@ def test_load_concurrent_enrolments_and_verifications(tmp_path, make_tiny_model,
                 "/api/verify", files=[("audio", (a.name, blobs[a])), ("audio2", (b.name, blobs[b]))]
             )
 
-    try:
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            jobs = [pool.submit(enroll, i) for i in range(24)]
-            jobs += [pool.submit(verify, i) for i in range(200)]
-            answers = [j.result() for j in jobs]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    app = create_app(model, db, token=TOKEN)
+    with _serving(app) as (_, url), concurrent.futures.ThreadPoolExecutor(8) as pool:
+        jobs = [pool.submit(enroll, i) for i in range(24)]
+        jobs += [pool.submit(verify, i) for i in range(200)]
+        answers = [j.result() for j in jobs]
     assert [r.status_code for r in answers] == [200] * 224
     scores = [r.json()["score"] for r in answers[24:]]
     assert all(-1.0 <= s <= 1.0 for s in scores)
@@ -311,3 +317,48 @@ def test_hostile_headers_get_4xx_not_500(served, voices):
     assert r.status_code == 401 and r.json()["exit_code"] == 2
     r = client.post("/api/identify", content=b"x", headers={"Content-Length": "12abc"})
     assert r.status_code == 400 and "Content-Length" in r.json()["error"]
+
+
+def test_trickled_and_stalled_uploads_time_out(tmp_path, make_tiny_model, voices):
+    """Slow loris: a client that announces a body and then sends it a few bytes at a time, or
+    stops, gets a 408 within the limits and the connection is closed; the server stays up."""
+    model = audiocl.load_model(make_tiny_model(tmp_path / "m.pt"))
+    app = create_app(model, tmp_path / "s.db", upload_timeout=1.5, upload_idle=0.5)
+    head = (
+        b"POST /api/identify HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+    )
+    with _serving(app) as (port, url):
+        for pause in (2.0, 0.2):  # stalls; trickles (under the idle limit, past the total)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(head)
+                start, answer = time.monotonic(), b""
+                while b"\r\n\r\n" not in answer and time.monotonic() - start < 8:
+                    conn.settimeout(pause)
+                    try:
+                        answer += conn.recv(4096)
+                    except TimeoutError:
+                        conn.sendall(b"x")
+                waited = time.monotonic() - start
+                while chunk := conn.recv(4096):  # the server closes the connection
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 408"), (pause, answer[:200])
+            assert b"upload too slow" in answer and waited < 4, (pause, waited)
+        import httpx
+
+        a, b = voices[sorted(voices)[0]][:2]
+        r = httpx.post(url + "/api/verify", files=[upload(a), upload(b, "audio2")])
+        assert r.status_code == 200, r.text
+
+
+def test_uploads_do_not_need_the_system_temp_folder(served, voices, monkeypatch, tmp_path):
+    """Uploads go to a folder beside the store, so a missing or read-only system temp folder
+    does not turn requests into 500s; nothing is left behind there."""
+    import tempfile
+
+    client, _, db = served
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-temp"))
+    f = voices[sorted(voices)[0]][0]
+    r = client.post("/api/enroll", data={"name": "ann"}, files=[upload(f)], headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert list((db.parent / ".audiocl-uploads").iterdir()) == []

@@ -4,13 +4,17 @@ It holds one :class:`~audiocl.app.api.Model` and one SQLite speaker store and ha
 its own: every endpoint decodes the uploads, calls the API and returns JSON. Errors are the
 library's (the same messages as the command line) as ``{"error": ..., "exit_code": ...}`` with a
 4xx status: bad audio or silence 422, an unknown speaker 404, a store holding another model's
-speakers 409, a bad argument 400, a missing or wrong token 401, a too large upload 413.
+speakers 409, a bad argument 400, a missing or wrong token 401, a too large upload 413, an
+upload that stalls or trickles (slow loris) 408.
 
 Uploads never become paths on the server: each is copied to a temporary file whose name the
-server picks (only a known audio suffix of the client's file name is kept, for the decoder), and
-error messages name the upload by its field and client file name.
+server picks (only a known audio suffix of the client's file name is kept, for the decoder), in a
+folder the service owns beside its store (the store's folder must be writable for SQLite anyway,
+so a full or read-only system temp folder cannot fail requests), and error messages name the
+upload by its field and client file name.
 """
 
+import asyncio
 import contextlib
 import hmac
 import os
@@ -103,12 +107,77 @@ class Batcher:
                 j["done"].set()
 
 
+class UploadTimeout(Exception):
+    """A request body stalled (no chunk for ``idle`` seconds) or ran past ``total`` seconds."""
+
+
+class BodyDeadline:
+    """ASGI middleware: a request body must keep coming (a chunk at least every ``idle``
+    seconds) and end within ``total`` seconds, else the request ends with a 408 and the
+    connection is closed. Without it a client trickling an upload holds its connection, its
+    temp file and a parser for ever. Only the body is timed: a handler may wait for
+    ``http.disconnect`` as long as it likes."""
+
+    def __init__(self, app, idle: float, total: float):
+        self.app, self.idle, self.total = app, idle, total
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        loop = asyncio.get_running_loop()
+        end, body_done, started, timed_out = loop.time() + self.total, False, False, False
+
+        async def timed_receive():
+            nonlocal body_done, timed_out
+            if body_done:
+                return await receive()
+            left = end - loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, min(self.idle, left)))
+            except asyncio.TimeoutError:
+                timed_out = True
+                raise UploadTimeout from None
+            body_done = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async def timed_send(message):
+            # the framework may answer the aborted parse itself (FastAPI: 400): say 408 instead
+            nonlocal started
+            if not timed_out:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+            elif not started:
+                started = True
+                await self._too_slow(scope, send)
+
+        try:
+            await self.app(scope, timed_receive, timed_send)
+        except UploadTimeout:
+            if not started:  # else the 408 went out already, or a response was under way
+                await self._too_slow(scope, send)
+
+    async def _too_slow(self, scope, send) -> None:
+        response = _error(
+            f"upload too slow: a request body must arrive within {self.total:g} s, "
+            f"with no pause over {self.idle:g} s",
+            408,
+            2,
+        )
+        response.headers["connection"] = "close"
+
+        async def no_receive():
+            return {"type": "http.disconnect"}
+
+        await response(scope, no_receive, send)
+
+
 class Service:
     """What the endpoints share: the model, the store path, the token, the upload limit."""
 
     def __init__(self, model: Model, db: str | os.PathLike, token: str | None, max_upload_mb):
         self.model, self.db, self.token = model, Path(db), token or None
         self.max_upload = int(max_upload_mb * 1024 * 1024)
+        self.upload_dir = self.db.parent / ".audiocl-uploads"
 
     def speakers(self) -> Speakers:
         """The store bound to the model (one per request: SQLite connections are per call)."""
@@ -126,7 +195,8 @@ class Service:
     def uploads(self, *items: tuple[object, str]):
         """``(UploadFile, field)`` pairs -> ``(paths, labels)``: each upload in a temporary file
         named by the server, for the API to decode; an ``AudioError`` names the upload instead."""
-        with tempfile.TemporaryDirectory(prefix="audiocl-upload-") as tmp:
+        self.upload_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="request-", dir=self.upload_dir) as tmp:
             paths, labels = [], []
             for k, (upload, field) in enumerate(items):
                 suffix = Path(upload.filename or "").suffix.lower()
@@ -165,9 +235,12 @@ def create_app(
     token: str | None = None,
     max_upload_mb: float = 20.0,
     batch: bool = True,
+    upload_timeout: float = 120.0,
+    upload_idle: float = 15.0,
 ):
     """The FastAPI application (``uvicorn.run(create_app(...))``). ``batch``: embed concurrent
-    requests together on one thread (``Batcher``)."""
+    requests together on one thread (``Batcher``). ``upload_timeout``/``upload_idle``: seconds a
+    request body may take in all / pause between chunks (``BodyDeadline``)."""
     from fastapi import FastAPI
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
@@ -179,6 +252,7 @@ def create_app(
     app.state.service = svc
     _add_guards(app, svc)
     _add_routes(app, svc)
+    app.add_middleware(BodyDeadline, idle=upload_idle, total=upload_timeout)  # outermost
 
     @app.get("/", include_in_schema=False)
     def page():

@@ -37,6 +37,14 @@ def add_arguments(p):
         help="refuse larger requests with 413 before reading them (default 20)",
     )
     p.add_argument(
+        "--upload-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="answer 408 to a request whose body takes longer than S seconds in all, or pauses "
+        "over min(15, S) seconds (slow clients holding connections; default 120)",
+    )
+    p.add_argument(
         "--no-batch",
         action="store_true",
         help="embed each request on its own thread instead of merging concurrent requests "
@@ -57,6 +65,8 @@ def run(args) -> int:
         )
     if not args.max_upload_mb > 0:
         raise ConfigError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if not args.upload_timeout > 0:
+        raise ConfigError(f"--upload-timeout must be > 0, got {args.upload_timeout}")
     try:
         import uvicorn
 
@@ -68,7 +78,15 @@ def run(args) -> int:
         ) from None
     model = _common.load_model(args)
     store = _common.open_store(args, model)  # a store of another model is refused now
-    app = create_app(model, store.path, token, args.max_upload_mb, batch=not args.no_batch)
+    app = create_app(
+        model,
+        store.path,
+        token,
+        args.max_upload_mb,
+        batch=not args.no_batch,
+        upload_timeout=args.upload_timeout,
+        upload_idle=min(15.0, args.upload_timeout),
+    )
     print(_common.model_line(model))
     print(f"speaker store: {store.path} ({len(store)} speakers)")
     print(f"serving on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
