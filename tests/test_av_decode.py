@@ -103,3 +103,21 @@ def test_garbage_is_still_a_decode_error(tmp_path):
     bad.write_bytes(b"this is not audio " * 100)
     with pytest.raises(AudioError, match="bad.m4a: cannot decode as audio"):
         audio.load(bad)
+
+
+@pytest.mark.parametrize("channels", [2, 12])
+def test_every_channel_decodes_in_place(tmp_path, channels):
+    """Channels keep their order and content, also past FFmpeg's eight data pointers: reading
+    planar frames, PyAV took planes 9+ from outside the frame (a crash found by fuzzing)."""
+    import soundfile as sf
+
+    from audiocl.io.av_decode import decode
+
+    n = 4000
+    data = np.stack([np.full(n, (c + 1) / (channels + 1), np.float32) for c in range(channels)], 1)
+    path = tmp_path / "many.wav"
+    sf.write(path, data, 8000, subtype="FLOAT")
+    for _ in range(3):  # the bad reads crashed only sometimes
+        got, rate = decode(path)
+        assert rate == 8000 and got.shape == (n, channels)
+        np.testing.assert_array_equal(got, data)

@@ -122,8 +122,9 @@ def test_audio_loader_random_bytes(tmp_path, data, suffix):
 @pytest.mark.parametrize("found", sorted((CORPUS / "audio").iterdir()), ids=lambda p: p.name[:24])
 def test_audio_loader_regressions(found):
     """Inputs the coverage-guided fuzzer (``scripts/fuzz_audio.py``) found, each once a
-    traceback: a FLAC header promising 18.8 G frames (a 70 GiB allocation), and a 56 kHz WAV of
-    a few samples that the resampler shortened to nothing."""
+    traceback or a crash: a FLAC header promising 18.8 G frames (a 70 GiB allocation), a 56 kHz
+    WAV of a few samples that the resampler shortened to nothing, and a 34-channel WAV that
+    libsndfile refused and PyAV then read past its frame for (a segmentation fault)."""
     _loads_or_refuses(found)
 
 

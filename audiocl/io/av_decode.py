@@ -66,7 +66,9 @@ def decode(
             # its output is exact; the samples before ``first`` are dropped below
             target = max(0.0, start - PREROLL_SECONDS)
             container.seek(int(target / stream.time_base), stream=stream, backward=True)
-        to_float = av.AudioResampler(format="fltp")  # planar float, native rate and layout
+        # packed (interleaved) float, native rate and layout: one plane whatever the channel
+        # count (PyAV reads planes past FFmpeg's eight data pointers, a crash at 9+ channels)
+        to_float = av.AudioResampler(format="flt")
         parts, have, at = [], 0, None
         for k, frame in enumerate(container.decode(stream)):
             if first and k == 0:
@@ -76,17 +78,17 @@ def decode(
                     round(float(frame.pts * frame.time_base) * rate) if frame.pts is not None else 0
                 )
             for out in to_float.resample(frame):
-                block = out.to_ndarray()  # (C, n)
+                block = out.to_ndarray().reshape(out.samples, -1)  # (n, C)
                 lo = max(0, first - at)
-                if lo < block.shape[1]:
-                    parts.append(block[:, lo:])
-                    have += block.shape[1] - lo
-                at += block.shape[1]
+                if lo < block.shape[0]:
+                    parts.append(block[lo:])
+                    have += block.shape[0] - lo
+                at += block.shape[0]
             if want is not None and have >= want:
                 break
         if not parts:
             return np.zeros((0, 1), dtype=np.float32), rate
-        data = np.concatenate(parts, axis=1).T
+        data = np.concatenate(parts)
         if want is not None:
             data = data[:want]
         return np.ascontiguousarray(data, dtype=np.float32), rate
