@@ -382,3 +382,15 @@ def test_model_file_can_keep_the_ema_teacher(corpus, tmp_path):
 
     with pytest.raises(ConfigError, match="embed_from"):
         tiny_config(corpus, "objective.embed_from=teacher")  # simclr has no teacher
+
+
+def test_metrics_survive_a_line_cut_by_a_kill(tmp_path):
+    """A kill mid-line leaves a partial record: it is skipped, and the next record (after
+    ``--resume``) starts a line of its own instead of joining it."""
+    from types import SimpleNamespace
+
+    from audiocl.training.trainer import Trainer, read_metrics
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "lo')
+    Trainer.log(SimpleNamespace(rank=0, run_dir=tmp_path), {"step": 3})
+    assert read_metrics(tmp_path) == [{"step": 1}, {"step": 3}]

@@ -184,7 +184,11 @@ def find_checkpoints(run_dir: Path) -> list[Path]:
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The records of a run's ``metrics.jsonl``, in the order they were logged."""
     text = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines()]
+    records = []
+    for line in text.splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # a line a kill cut short
+            records.append(json.loads(line))
+    return records
 
 
 def load_init(cfg: Config) -> dict:
@@ -348,6 +352,10 @@ class Trainer:
         checkpoint.save(self.run_dir / "model.pt", model)
         for old in find_checkpoints(self.run_dir)[: -self.cfg.train.keep_last]:
             old.unlink(missing_ok=True)
+        # a save killed mid-write leaves its temp file (atomic_path), each checkpoint-sized;
+        # only this rank writes here and no write is under way now
+        for stale in (*ckpt_dir.glob(".*.tmp.pt"), *self.run_dir.glob(".model.pt.*.tmp.pt")):
+            stale.unlink(missing_ok=True)
 
     # -- evaluation --------------------------------------------------------------------------
     def dev_eer(self) -> float | None:
@@ -372,8 +380,12 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
     def log(self, record: dict) -> None:
         if self.rank == 0:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            line = json.dumps(record) + "\n"
+            with open(self.run_dir / "metrics.jsonl", "ab+") as f:  # appends, wherever it seeks
+                # after a kill mid-line (then --resume) the record starts a line of its own
+                if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+                    line = "\n" + line
+                f.write(line.encode("utf-8"))
 
     def _should_stop(self, started: float) -> bool:
         limit = self.cfg.train.max_minutes
