@@ -123,8 +123,9 @@ def test_audio_loader_random_bytes(tmp_path, data, suffix):
 def test_audio_loader_regressions(found):
     """Inputs the coverage-guided fuzzer (``scripts/fuzz_audio.py``) found, each once a
     traceback or a crash: a FLAC header promising 18.8 G frames (a 70 GiB allocation), a 56 kHz
-    WAV of a few samples that the resampler shortened to nothing, and a 34-channel WAV that
-    libsndfile refused and PyAV then read past its frame for (a segmentation fault)."""
+    WAV of a few samples that the resampler shortened to nothing, a 34-channel WAV that
+    libsndfile refused and PyAV then read past its frame for (a segmentation fault), and a file
+    PyAV probed as 0 Hz (a division by zero; found by this file's long run)."""
     _loads_or_refuses(found)
 
 
@@ -441,6 +442,19 @@ def test_store_file_damaged(tmp_path, store_bytes, cut, flips):
         store.identify(np.ones(8, dtype=np.float32), top=2)
     except StoreError as e:
         assert str(path) in str(e) or "embedding" in str(e)
+
+
+def test_store_text_that_is_not_utf8_is_a_store_error(tmp_path):
+    """Found by the long fuzz run: damaged bytes in a text column (or in what sqlite reports of
+    the file) were a ``UnicodeDecodeError`` from inside sqlite3."""
+    from audiocl.inference.store import SpeakerStore
+
+    path = tmp_path / "s.db"
+    SpeakerStore(path, "model-a").enroll("alice", np.ones((1, 8), np.float32), files=["a.wav"])
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE speakers SET name = CAST(X'61ff62' AS TEXT)")
+    with pytest.raises(StoreError, match=f"{path}.*not UTF-8"):
+        SpeakerStore(path, "model-a").list()
 
 
 def test_store_file_of_another_schema_is_refused(tmp_path):

@@ -124,6 +124,15 @@ def _unit(emb, what: str) -> np.ndarray:
     return x / norm
 
 
+def _utf8(raw: bytes) -> str:
+    """Text of a column; a damaged file's bytes are a database error (so a ``StoreError``),
+    not a ``UnicodeDecodeError`` from deep inside sqlite3 (found by fuzzing the store file)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise sqlite3.DatabaseError("text that is not UTF-8 (a damaged file?)") from None
+
+
 class SpeakerStore:
     """Speaker store in one SQLite file.
 
@@ -159,6 +168,7 @@ class SpeakerStore:
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
+            conn.text_factory = _utf8
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open speaker store ({exc})") from None

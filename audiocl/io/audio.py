@@ -158,6 +158,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
         except (sf.SoundFileError, RuntimeError) as e:
             parsed = _probe_av(path, e)
     frames, rate, channels = parsed
+    if rate <= 0 or channels <= 0:  # a damaged header (found by fuzzing: a rate of 0)
+        raise AudioError(path, f"bad header: {rate} Hz, {channels} channels")
     if frames <= 0:
         raise AudioError(path, "no audio samples (0 frames)")
     return AudioInfo(frames=frames, sample_rate=rate, channels=channels, duration=frames / rate)
@@ -229,6 +231,8 @@ def load(
     except (sf.SoundFileError, RuntimeError) as e:
         data, rate = _read_av(path, start, duration, e)
         count, exact = data.shape[0], False
+    if rate <= 0:
+        raise AudioError(path, f"bad header: {rate} Hz")
     if data.shape[0] == 0:
         if start:
             raise AudioError(path, f"start {start:.3f} s is at or beyond the end of the audio")
