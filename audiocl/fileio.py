@@ -43,6 +43,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def temp_leftovers(folder: str | os.PathLike, suffix: str) -> list[Path]:
+    """The temporary files ``atomic_path`` left in ``folder`` for targets ending in ``suffix``:
+    a writer killed mid-write leaves its own. Only for a folder whose sole writer is the caller,
+    with no write under way (another process's temp file is its write in progress)."""
+    return sorted(Path(folder).glob(f".*.tmp{suffix}"))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:

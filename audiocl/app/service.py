@@ -119,7 +119,7 @@ class BodyDeadline:
     ``http.disconnect`` as long as it likes."""
 
     def __init__(self, app, idle: float, total: float):
-        self.app, self.idle, self.total = app, idle, total
+        self.app, self.idle, self.total = app, min(idle, total), total
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

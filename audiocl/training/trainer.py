@@ -33,6 +33,7 @@ import torch.distributed as dist
 from ..config import Config, save_config, to_dict
 from ..data.views import ViewBatches, make_loader, num_classes, open_training_data, resolve
 from ..errors import ConfigError, DataError
+from ..fileio import temp_leftovers
 from ..modelfile import checkpoint
 from ..nn.encoders import build_encoder
 from ..nn.features import SpecAugment, build_frontend
@@ -352,9 +353,9 @@ class Trainer:
         checkpoint.save(self.run_dir / "model.pt", model)
         for old in find_checkpoints(self.run_dir)[: -self.cfg.train.keep_last]:
             old.unlink(missing_ok=True)
-        # a save killed mid-write leaves its temp file (atomic_path), each checkpoint-sized;
-        # only this rank writes here and no write is under way now
-        for stale in (*ckpt_dir.glob(".*.tmp.pt"), *self.run_dir.glob(".model.pt.*.tmp.pt")):
+        # a save killed mid-write leaves its temp file, each checkpoint-sized; only this rank
+        # writes .pt files here and no write is under way now
+        for stale in (*temp_leftovers(ckpt_dir, ".pt"), *temp_leftovers(self.run_dir, ".pt")):
             stale.unlink(missing_ok=True)
 
     # -- evaluation --------------------------------------------------------------------------

@@ -85,7 +85,6 @@ def run(args) -> int:
         args.max_upload_mb,
         batch=not args.no_batch,
         upload_timeout=args.upload_timeout,
-        upload_idle=min(15.0, args.upload_timeout),
     )
     print(_common.model_line(model))
     print(f"speaker store: {store.path} ({len(store)} speakers)")
