@@ -50,10 +50,12 @@ class SourceConfig:
     their names), for label-efficiency studies. ``hold_out``: this many of its speakers are left
     out of training altogether (the last ones in the same ranking), e.g. to calibrate a model on
     speakers it never saw (``data.held_out_speakers`` lists them). ``format``: "auto" (VoxCeleb
-    folder, Kaldi dir or CSV).
+    folder, Kaldi dir or CSV). ``shards``: instead of ``path``, a folder of tar shards written by
+    ``audiocl shard``, streamed (``audiocl.data.shard_stream``); it is then the only source.
     """
 
     path: str = ""
+    shards: str = ""
     labelled: bool = True
     label_fraction: float = 1.0
     hold_out: int = 0
@@ -88,6 +90,9 @@ class DataConfig:
     balance: float = 1.0
     # train on the labelled utterances only (for AAM alone on partly labelled data)
     labelled_only: bool = False
+    # a shards source: utterances each input stream holds to mix the order of what it reads
+    # sequentially (memory: about this many FLAC files per loader worker)
+    shuffle_buffer: int = 1000
 
 
 @dataclass
@@ -118,6 +123,9 @@ class AugmentConfig:
     speed_as_new_speaker: bool = False
     gain_p: float = 0.5
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    # augment each batch on the training device (the GPU) instead of in the loader workers,
+    # which then only decode and crop; babble then mixes in the batch's other utterances
+    on_device: bool = False
 
 
 @dataclass
@@ -414,6 +422,7 @@ RANGES = {
         "num_workers": ">= 0",
         "min_seconds": ">= 0",
         "balance": ">= 0",
+        "shuffle_buffer": ">= 1",
     },
     "augment": {
         "noise_p": "[0, 1]",

@@ -10,6 +10,8 @@ Output under --out:
   voxceleb1/wav/...                                     VoxCeleb1 as FLAC
   voxceleb1/trials/{vox1_O,vox1_E,vox1_H}.txt           the cleaned official lists
   each corpus folder also gets audiocl's index (``.audiocl_manifest.npz``)
+  with --shards: voxceleb2/dev/shards/ (and each other set's), tar shards of --shard-size
+  utterances to stream in training (``audiocl shard``; a source ``{shards: voxceleb2/dev/shards}``)
 
 Why FLAC: training reads random 2 s spans, which libsndfile seeks to in FLAC; an m4a span is
 decoded from the nearest keyframe (``benchmarks/bench_decode.py`` measures the difference).
@@ -22,7 +24,7 @@ the cleaned versions (VoxCeleb1-O ``veri_test2.txt``, -E ``list_test_all2.txt``,
 script says which are missing. Nothing is downloaded.
 
     python scripts/prepare_voxceleb.py --vox1 /data/vox1 --vox2 /data/vox2 --out data/voxceleb \\
-        [--workers 8] [--dry-run]
+        [--workers 8] [--dry-run] [--shards] [--shard-size 1000]
 
 Then ``audiocl train --config vox2_ecapa_aam --set data.root=data/voxceleb`` and
 ``audiocl eval --trials data/voxceleb/voxceleb1/trials/vox1_O.txt --audio-root
@@ -138,6 +140,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--dry-run", action="store_true", help="report the work; write nothing")
+    p.add_argument("--shards", action="store_true", help="also write tar shards of each corpus")
+    p.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
     args = p.parse_args(argv)
     if args.vox1 is None and args.vox2 is None:
         p.error("give --vox1 and/or --vox2")
@@ -190,6 +194,14 @@ def main(argv=None) -> int:
         summary["sets"][name]["indexed"] = len(corpus)
         summary["sets"][name]["speakers"] = len(corpus.speakers)
         print(f"{name}: indexed {len(corpus)} utterances of {len(corpus.speakers)} speakers")
+        if args.shards:
+            from audiocl.data.shard_writer import write_shards
+
+            shards = write_shards(
+                corpus, args.out / name / "shards", args.shard_size, workers=args.workers
+            )
+            summary["sets"][name]["shards"] = len(shards.names)
+            print(f"{name}: {len(shards.names)} shards in {shards.root}")
     if lists:
         if not any(s[0] == "voxceleb1" for s in sets):
             raise SystemExit("trial lists need --vox1: they name VoxCeleb1 files")

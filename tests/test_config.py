@@ -69,7 +69,7 @@ def test_range_checks():
         ("features.frontend=kaldi", "features.frontend: 'kaldi' is not one of fbank, speechbrain"),
         ("features.n_fft=-1", "features.n_fft must be >= 0"),
         ("data.sources=[{path: a, format: wav}]", r"data.sources\[0\].format: 'wav'"),
-        ("data.sources=[{format: csv}]", r"data.sources\[0\].path is empty"),
+        ("data.sources=[{format: csv}]", r"data.sources\[0\]: give one of path"),
         ("optim.lr=-1", "optim.lr must be > 0"),
         ("optim.lr=.nan", "optim.lr must be > 0"),
         ("data.num_workers=-3", "data.num_workers must be >= 0"),

@@ -210,6 +210,6 @@ def test_distillation_beside_aam_under_two_gloo_processes(corpus, teacher, tmp_p
         "train.deterministic=true",
         labelled=True,
     )
-    _train_two_gloo_processes(cfg, tmp_path)
-    last = read_metrics(tmp_path / "run")[-1]
+    _train_two_gloo_processes([cfg], tmp_path)
+    last = read_metrics(tmp_path / "run0")[-1]
     assert "aam" in last and "distill" in last and "distill_logit_scale" in last

@@ -197,22 +197,21 @@ def test_mixed_ensemble_fuses_other_architectures_with_weights(tmp_path, members
 
 @pytest.mark.skipif(not ONNX, reason="the onnx extra is not installed")
 def test_exported_mixed_ensemble_matches_torch(tmp_path, members, voices):
-    """Members with their own front ends, a GE2E among them (seeded weights), adapted too."""
+    """Members with their own front ends and sizes (an ECAPA, a GE2E with seeded weights),
+    adapted too. One export: torch.export's symbolic shapes make each a minute here."""
     import test_import_resemblyzer as rz
 
     ge2e = tmp_path / "ge2e.pt"
     weights = str(rz.pretrained(tmp_path / "pretrained.pt"))
     assert main(["import", "resemblyzer", weights, "--out", str(ge2e)]) == 0
-    c = other_architecture(tmp_path / "c.pt")
     out = tmp_path / "mixed.pt"
-    assert main(["ensemble", str(members[0]), str(c), str(ge2e), "--out", str(out),
-                 "--weights", "0.5", "0.2", "0.3"]) == 0  # fmt: skip
+    assert main(["ensemble", str(members[0]), str(ge2e), "--out", str(out),
+                 "--weights", "0.6", "0.4"]) == 0  # fmt: skip
     audiocl.load_model(out, min_speech=0.0).adapt(voices * 4, tmp_path / "ad.pt")
-    for model in (out, tmp_path / "ad.pt"):
-        onnx_path = model.with_suffix(".onnx")
-        assert main(["export", str(model), "--onnx", str(onnx_path)]) == 0
-        exported = audiocl.load_model(onnx_path, min_speech=0.0)
-        torch_model = audiocl.load_model(model, min_speech=0.0)
-        assert exported.model_id == torch_model.model_id and exported.embed_dim == 16 + 24 + 256
-        cos = (exported.embed_many(voices) * torch_model.embed_many(voices)).sum(1)
-        assert cos.min() > 0.9999
+    onnx_path = tmp_path / "ad.onnx"
+    assert main(["export", str(tmp_path / "ad.pt"), "--onnx", str(onnx_path)]) == 0
+    exported = audiocl.load_model(onnx_path, min_speech=0.0)
+    torch_model = audiocl.load_model(tmp_path / "ad.pt", min_speech=0.0)
+    assert exported.model_id == torch_model.model_id and exported.embed_dim == 16 + 256
+    cos = (exported.embed_many(voices) * torch_model.embed_many(voices)).sum(1)
+    assert cos.min() > 0.9999

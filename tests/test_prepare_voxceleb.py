@@ -85,6 +85,14 @@ def test_dry_run_convert_index_trials_and_resume(tmp_path, prepare, capsys):
     assert again["sets"]["voxceleb2/dev"]["to_convert"] == 1 and flac.is_file()
     assert (out / "voxceleb2/dev/wav/id00000/vidA/00001.flac").stat().st_mtime_ns == before
 
+    # --shards: the converted corpus also as tar shards, streamed in training
+    assert prepare([*args, "--shards", "--shard-size", "3"]) == 0
+    sharded = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sharded["sets"]["voxceleb2/dev"]["shards"] == 2
+    from audiocl.data.shards import open_shards
+
+    assert len(open_shards(out / "voxceleb2/dev/shards")) == 4
+
 
 def test_trial_list_naming_missing_files_is_refused(tmp_path, prepare):
     vox1, vox2 = fake_tree(tmp_path / "in")

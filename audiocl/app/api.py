@@ -287,6 +287,18 @@ class Model:
         bound to this model."""
         return Speakers(self, SpeakerStore(path, self.model_id))
 
+    def worker_pool(self, workers: int):
+        """An ``EmbedPool`` of ``workers`` processes running this model (its file, backend and
+        speech gate), or None for ``workers`` <= 1."""
+        if workers <= 1:
+            return None
+        from ..inference.embed_pool import EmbedderSpec, EmbedPool
+
+        if self.path is None:
+            raise ConfigError("embedding in worker processes needs a model loaded from a file")
+        backend = "onnx" if self.embedder.net is not None else "torch"
+        return EmbedPool(EmbedderSpec(str(self.path), backend, self.embedder.gate), workers)
+
     # ---------------------------------------------------------------------------- evaluation
 
     def evaluate(
@@ -302,6 +314,7 @@ class Model:
         seed: int = 0,
         progress: Callable | None = None,
         result: bool = False,
+        workers: int = 1,
     ):
         """EER and minDCF(0.01, 0.05) of a trial list, raw and (with a cohort) AS-Norm.
 
@@ -309,7 +322,8 @@ class Model:
         ``result`` the whole ``EvalResult`` (scores included). ``out``: also write scores.txt,
         metrics.json, det.png and scores.png there. ``cache``: True for the per-user embedding
         cache, a folder, or False. ``max_cohort`` files of the cohort at most (a ``seed``-ed
-        sample); ``progress(total, what)`` may return an ``update(n)`` callback.
+        sample); ``progress(total, what)`` may return an ``update(n)`` callback. ``workers`` > 1
+        embeds the trial files in that many processes (``audiocl.inference.embed_pool``).
         """
         from ..inference.embedding_cache import EmbeddingCache, default_cache_dir
         from ..scoring.cohort import MAX_COHORT
@@ -319,18 +333,24 @@ class Model:
         if cache:
             folder = default_cache_dir() if cache is True else Path(cache)
             emb_cache = EmbeddingCache(folder, self.embedder.cache_id)
-        evaluated = run_evaluation(
-            self.embedder,
-            trials,
-            audio_root,
-            cohort,
-            top_k,
-            skip_bad,
-            emb_cache,
-            max_cohort=MAX_COHORT if max_cohort is None else max_cohort,
-            seed=seed,
-            progress=progress,
-        )
+        pool = self.worker_pool(workers)
+        try:
+            evaluated = run_evaluation(
+                self.embedder,
+                trials,
+                audio_root,
+                cohort,
+                top_k,
+                skip_bad,
+                emb_cache,
+                max_cohort=MAX_COHORT if max_cohort is None else max_cohort,
+                seed=seed,
+                progress=progress,
+                engine=pool,
+            )
+        finally:
+            if pool is not None:
+                pool.close()
         evaluated.metrics["model"] = str(self.path) if self.path else None
         if out is not None:
             write_report(evaluated, out)

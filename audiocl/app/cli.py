@@ -16,6 +16,7 @@ from ..errors import AudioclError
 # name -> module under audiocl.app.commands (plain dict registry; order is the help order)
 COMMANDS = {
     "synth": "synth",
+    "shard": "shard",
     "train": "train",
     "quickstart": "quickstart",
     "embed": "embed",

@@ -20,10 +20,12 @@ import numpy as np
 import torch
 
 from ..config import AugmentConfig, DataConfig
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io import audio
 from .augment import SpeedPerturb, build_augment, random_crop
 from .corpus import Corpus, open_corpus
+from .shard_stream import ShardStream
+from .shards import ShardSet, open_shards
 
 
 @dataclasses.dataclass
@@ -40,6 +42,21 @@ class TrainingData:
     source_of: np.ndarray
     source_sizes: list[int]
     skipped: list[tuple[str, str]]
+    shards: ShardSet | None = None  # a shards source: the audio lives in its tars, streamed
+
+    def load(
+        self,
+        index: int,
+        sample_rate: int,
+        start: float | None = None,
+        duration: float | None = None,
+        blob: bytes | None = None,
+    ) -> torch.Tensor:
+        """Utterance ``index`` decoded ``(S,)``, only the span asked for: from its file, or
+        from its shard (from ``blob`` when its bytes are already in memory)."""
+        if self.shards is not None:
+            return self.shards.load(index, sample_rate, start, duration, blob)
+        return audio.load(self.corpus.path(index), sample_rate, start=start, duration=duration)
 
 
 def num_classes(data: TrainingData, aug: AugmentConfig) -> int:
@@ -60,14 +77,27 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
     if not cfg.sources:
         raise DataError("data.sources is empty: name at least one corpus to train on")
     corpora, prefixes = [], []
+    shards = None
     for i, src in enumerate(cfg.sources):
-        path = resolve(cfg.root, src.path)
+        path = resolve(cfg.root, src.shards or src.path)
         if not path.exists():
             raise DataError(f"{path}: training source not found (data.root={cfg.root!r})")
-        corpus = open_corpus(path, min_duration=cfg.min_seconds, format=src.format)
+        if src.shards:
+            shards = open_shards(path)
+            corpus = shards.corpus
+            keep = corpus.durations >= cfg.min_seconds
+        else:
+            corpus = open_corpus(path, min_duration=cfg.min_seconds, format=src.format)
+            keep = np.ones(len(corpus), dtype=bool)
         if src.hold_out:
             held = held_out_speakers(corpus.speakers, src.hold_out, path)
-            corpus = corpus.subset(np.flatnonzero(~np.isin(corpus.speaker_ids, held)))
+            keep &= ~np.isin(corpus.speaker_ids, held)
+        if not keep.all():
+            if shards is not None:
+                shards = shards.subset(np.flatnonzero(keep))
+                corpus = shards.corpus
+            else:
+                corpus = corpus.subset(np.flatnonzero(keep))
         corpora.append(corpus)
         prefixes.append(f"{i}:" if len(cfg.sources) > 1 else "")
         if len(corpora[-1]) == 0:
@@ -91,6 +121,8 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
             raise DataError("data.labelled_only is set but no utterance is labelled")
         kept = np.flatnonzero(labelled)
         corpus, source_of, labelled = corpus.subset(kept), source_of[kept], labelled[kept]
+        if shards is not None:
+            shards = shards.subset(kept)
         sizes = np.bincount(source_of, minlength=len(corpora)).tolist()
     spk_names, spk_ids = corpus.speakers, corpus.speaker_ids
     used = sorted({spk_names[k] for k in np.unique(spk_ids[labelled])})
@@ -98,7 +130,7 @@ def open_training_data(cfg: DataConfig) -> TrainingData:
     labels = np.full(len(corpus), -1, dtype=np.int64)
     for i in np.flatnonzero(labelled):
         labels[i] = index[spk_names[spk_ids[i]]]
-    return TrainingData(corpus, labels, used, source_of, sizes, skipped)
+    return TrainingData(corpus, labels, used, source_of, sizes, skipped, shards)
 
 
 def labelled_speakers(names: list[str], fraction: float) -> np.ndarray:
@@ -206,9 +238,14 @@ class ViewBatches(torch.utils.data.IterableDataset):
         self.data, self.cfg, self.aug_cfg = data, cfg, aug_cfg
         self.teacher = teacher
         self.seed, self.start_step, self.rank = seed, start_step, rank
+        self.world_size = world_size
         self.sampler = BatchSampler(
             data.source_of, cfg.batch_size, seed, rank, world_size, cfg.balance
         )
+        # shards: one stream per loader worker of each rank (see shard_stream)
+        self.streams = streams_per_rank(data, cfg)
+        self._pool: list[tuple[int, bytes]] = []  # the batch's shard members, for babble
+        self._on_device_pool: torch.Tensor | None = None  # augment_batch's crops, for babble
         self.num_samples = int(round(cfg.crop_seconds * cfg.sample_rate))
         self.local_samples = int(round(cfg.local_crop_seconds * cfg.sample_rate))
         self._augment = None
@@ -241,16 +278,17 @@ class ViewBatches(torch.utils.data.IterableDataset):
         count: int,
         num_samples: int,
         disjoint: bool = False,
+        blob: bytes | None = None,
     ) -> torch.Tensor:
         """``count`` random crops ``(count, num_samples)`` of utterance ``index``: independent, or
         with ``disjoint`` from non-overlapping parts of it where it is long enough (else spread
-        evenly), so that two views share as little content as the utterance allows."""
-        utt = self.data.corpus[index]
+        evenly), so that two views share as little content as the utterance allows. ``blob``:
+        its shard member's bytes, already read."""
         sr = self.cfg.sample_rate
-        total = int(utt.duration * sr)
+        total = int(float(self.data.corpus.durations[index]) * sr)
         if total <= 2 * num_samples:
             # short file: read once, crop (wrap-padding when shorter than a crop) per view
-            wave = audio.load(utt.path, sr)
+            wave = self.data.load(index, sr, blob=blob)
             g = torch.Generator().manual_seed(int(rng.integers(2**62)))
             if disjoint and count > 1 and wave.numel() > num_samples:
                 starts = disjoint_starts(wave.numel(), num_samples, count, rng)
@@ -262,7 +300,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
             starts = [int(rng.integers(0, total - num_samples)) for _ in range(count)]
         out = []
         for start in starts:
-            w = audio.load(utt.path, sr, start=start / sr, duration=num_samples / sr)
+            w = self.data.load(index, sr, start / sr, num_samples / sr, blob)
             if w.numel() < num_samples:  # header durations can be a few samples optimistic
                 w = torch.nn.functional.pad(w, (0, num_samples - w.numel()))
             out.append(w[:num_samples])
@@ -272,18 +310,45 @@ class ViewBatches(torch.utils.data.IterableDataset):
         """``(count, num_samples)`` crops of random other utterances, for babble noise."""
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         rng = np.random.default_rng(seed)
+        if self._on_device_pool is not None:  # augment_batch: the batch's own crops
+            rows = self._on_device_pool
+            picks = rng.integers(0, rows.shape[0], size=count).tolist()
+            return torch.stack([random_crop(rows[k], num_samples, generator) for k in picks])
+        if self._pool:  # streamed shards: other utterances of the batch, already in memory
+            picks = rng.integers(0, len(self._pool), size=count)
+            return torch.cat(
+                [
+                    self.read_crops(self._pool[k][0], rng, 1, num_samples, blob=self._pool[k][1])
+                    for k in picks.tolist()
+                ]
+            )
         picks = rng.integers(0, len(self.data.corpus), size=count)
         return torch.cat([self.read_crops(int(i), rng, 1, num_samples) for i in picks])
 
-    def make_batch(self, step: int) -> dict:
-        idx = self.sampler.indices(step)
+    def make_batch(self, step: int, picks: list[tuple[int, bytes]] | None = None) -> dict:
+        """Batch ``step``: of the utterances the sampler draws, or of ``picks``, the
+        ``(index, FLAC bytes)`` a shard stream gave."""
+        if picks is None:
+            idx, blobs = self.sampler.indices(step), [None] * self.cfg.batch_size
+        else:
+            idx = np.array([i for i, _ in picks], dtype=np.int64)
+            blobs = [b for _, b in picks]
+            self._pool = picks
         rng = np.random.default_rng([self.seed, 11, self.rank, step])
         views, local = self.cfg.views, self.cfg.local_views
         spread = self.cfg.disjoint_crops
-        crops = [self.read_crops(int(i), rng, views, self.num_samples, spread) for i in idx]
+        crops = [
+            self.read_crops(int(i), rng, views, self.num_samples, spread, b)
+            for i, b in zip(idx, blobs, strict=True)
+        ]
         # local crops draw after the global ones, so a config without them keeps its batches
         small = (
-            [self.read_crops(int(i), rng, local, self.local_samples) for i in idx] if local else []
+            [
+                self.read_crops(int(i), rng, local, self.local_samples, blob=b)
+                for i, b in zip(idx, blobs, strict=True)
+            ]
+            if local
+            else []
         )
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         label = torch.from_numpy(self.data.labels[idx])
@@ -292,19 +357,45 @@ class ViewBatches(torch.utils.data.IterableDataset):
             speed = self.speed_classes.draw(len(idx), g)  # (B,), -1: unchanged
             n = max(1, len(self.data.speakers))
             label = torch.where(label >= 0, label + (speed + 1) * n, label)
-        batch = {
-            "wave": self._augmented(torch.stack(crops, dim=1), g, speed),  # (G, B, S)
-            "label": label,
-            "step": step,
-        }
-        if local:
-            batch["local"] = self._augmented(torch.stack(small, dim=1), g, speed)  # (L, B, S_l)
+        wave = torch.stack(crops, dim=1)  # (G, B, S)
+        small = torch.stack(small, dim=1) if local else None  # (L, B, S_l)
+        batch = {"label": label, "step": step}
+        if self.aug_cfg.on_device and self.aug_cfg.enabled:
+            # augment_batch continues from this generator state on the training device
+            batch.update(wave=wave, aug_state=g.get_state())
+            if speed is not None:
+                batch["speed"] = speed
+            if local:
+                batch["local"] = small
+        else:
+            batch["wave"] = self._augmented(wave, g, speed)
+            if local:
+                batch["local"] = self._augmented(small, g, speed)
         if self.teacher is not None:
             k = np.zeros(len(idx), dtype=np.int64) if speed is None else speed.numpy() + 1
             if k.max() >= self.teacher.shape[1]:
                 raise ValueError("the teacher table has no row for this speed copy")
             batch["teacher"] = torch.from_numpy(self.teacher[idx, k].astype(np.float32))
         return batch
+
+    def augment_batch(self, batch: dict, device: torch.device) -> dict:
+        """``augment.on_device``: the crops of a batch ``make_batch`` left unaugmented, augmented
+        on ``device`` with the random state it left (on the CPU, the very batch the workers would
+        have made, babble aside): ``{"wave": (G, B, S), "local": (L, B, S_l)}`` (local if any).
+        Babble mixes in the batch's other utterances (its first view's crops)."""
+        g = torch.Generator().manual_seed(0)
+        g.set_state(batch["aug_state"])
+        speed = batch.get("speed")
+        wave = batch["wave"].to(device, non_blocking=True)
+        self._on_device_pool = wave[0]
+        try:
+            out = {"wave": self._augmented(wave, g, speed)}
+            if batch.get("local") is not None:
+                local = batch["local"].to(device, non_blocking=True)
+                out["local"] = self._augmented(local, g, speed)
+        finally:
+            self._on_device_pool = None
+        return out
 
     def _augmented(
         self, wave: torch.Tensor, g: torch.Generator, speed: torch.Tensor | None = None
@@ -323,9 +414,80 @@ class ViewBatches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         step = self.start_step + wid
+        if self.data.shards is None:
+            while True:
+                yield self.make_batch(step)
+                step += nw
+        # the worker that makes step s reads stream s % streams; its steps are that stream's
+        # consecutive batches, whichever step the run (re)started at
+        s, b = self.streams, self.cfg.batch_size
+        stream = ShardStream(
+            self.data.shards,
+            self.seed,
+            self.rank * s + step % s,
+            self.world_size * s,
+            self.cfg.shuffle_buffer,
+        )
+        items = stream.items((step // s) * b)
         while True:
-            yield self.make_batch(step)
+            yield self.make_batch(step, [next(items) for _ in range(b)])
             step += nw
+
+
+def streams_per_rank(data: TrainingData, cfg: DataConfig) -> int:
+    """Input streams per rank: one per loader worker for a shards source, 0 for files."""
+    return max(1, cfg.num_workers) if data.shards is not None else 0
+
+
+def input_state(data: TrainingData, cfg: DataConfig, seed: int, world_size: int, step: int) -> dict:
+    """What fixes the order of the training input, kept in every checkpoint. For shards also
+    where each stream of a rank stands at ``step`` (``positions``: utterances it has used),
+    which every rank shares; ``check_resume`` compares the rest with a resumed run's."""
+    if data.shards is None:
+        return {"kind": "files", "utterances": len(data.corpus)}
+    s, b = streams_per_rank(data, cfg), cfg.batch_size
+    return {
+        "kind": "shards",
+        "fingerprint": data.shards.fingerprint,
+        "utterances": len(data.corpus),
+        "seed": seed,
+        "world_size": world_size,
+        "streams_per_rank": s,
+        "batch_size": b,
+        "shuffle_buffer": cfg.shuffle_buffer,
+        # the next step of stream g is the first step >= `step` with step % s == g
+        "positions": [((step + (g - step) % s) // s) * b for g in range(s)],
+    }
+
+
+def check_resume(saved: dict | None, current: dict, where: object) -> None:
+    """ConfigError when a checkpoint's input order cannot be continued by this run's."""
+    kind = (saved or {}).get("kind", "files")  # checkpoints before shards: files
+    if kind != current["kind"]:
+        raise ConfigError(
+            f"{where}: the run was trained on {kind}, this config reads {current['kind']}; "
+            "resume with the same data.sources"
+        )
+    if kind != "shards":
+        return
+    for key in (
+        "fingerprint",
+        "utterances",
+        "seed",
+        "world_size",
+        "streams_per_rank",
+        "batch_size",
+        "shuffle_buffer",
+    ):
+        if saved.get(key) != current.get(key):
+            hint = {
+                "world_size": "the same number of ranks (torchrun --nproc_per_node x --nnodes)",
+                "streams_per_rank": "the same data.num_workers",
+            }.get(key, "the same shards and data settings")
+            raise ConfigError(
+                f"{where}: its shard input had {key}={saved.get(key)!r}, this run has "
+                f"{current.get(key)!r}; an exact resume needs {hint}"
+            )
 
 
 def _worker_init(_worker_id: int) -> None:

@@ -97,12 +97,14 @@ def embed_paths(
     progress: Callable[[int], None] | None = None,
     on_error: Callable[[int, AudioError], None] | None = None,
     save_every: float = 60.0,
+    engine=None,
 ) -> tuple[np.ndarray, int]:
     """Embeddings ``(N, D)`` of ``paths``, taken from ``cache`` where present.
 
     Returns ``(embeddings, n_cached)``. Rows of files that failed (reported to ``on_error``) are
     NaN. New embeddings are added to the cache, which is saved every ``save_every`` seconds and
     at the end (also when an error stops the run), so an interrupted run keeps its work.
+    ``engine``: what embeds in place of ``embedder`` (an ``EmbedPool`` of its model).
     """
     keys = [EmbeddingCache.key(p) for p in paths] if cache is not None else [None] * len(paths)
     found = {i: e for i, k in enumerate(keys) if (e := cache.get(k) if cache else None) is not None}
@@ -123,7 +125,9 @@ def embed_paths(
                     raise err
                 on_error(idx[j], err)
 
-            emb = embedder.embed_files([paths[i] for i in idx], progress=progress, on_error=report)
+            emb = (engine or embedder).embed_files(
+                [paths[i] for i in idx], progress=progress, on_error=report
+            )
             parts.append((idx, emb))
             if cache is not None:
                 for i, e in zip(idx, emb, strict=True):

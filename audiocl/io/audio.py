@@ -13,8 +13,10 @@ Shapes: a waveform is ``(S,)`` (one file) or ``(..., S)`` / ``(B, S)`` (a batch)
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +128,8 @@ def _check_file(path: Path) -> int:
 
 
 def _decode_error(path: Path, err: Exception) -> AudioError:
-    msg = str(err).replace(f"'{path}'", "").replace("Error opening :", "").strip()
+    msg = str(err).replace(f"'{path}'", "").replace("Error opening :", "")
+    msg = re.sub(r"Error opening <[^>]*>:", "", msg).strip()  # bytes in memory (load_bytes)
     return AudioError(
         path, f"cannot decode as audio, corrupt or not a {path.suffix or 'sound'} file ({msg})"
     )
@@ -214,10 +217,7 @@ def load(
     truncated header, NaN/Inf samples, audio (the span read) shorter than ``min_duration`` s.
     """
     path = Path(path)
-    if start is not None and start < 0:
-        raise ValueError(f"start must be >= 0 seconds, got {start}")
-    if duration is not None and duration <= 0:
-        raise ValueError(f"duration must be > 0 seconds, got {duration}")
+    _check_span(start, duration)
     size = _check_file(path)
     if path.suffix.lower() == ".wav":  # libsndfile silently shortens truncated WAVs; we refuse them
         try:
@@ -231,6 +231,56 @@ def load(
     except (sf.SoundFileError, RuntimeError) as e:
         data, rate = _read_av(path, start, duration, e)
         count, exact = data.shape[0], False
+    return _finish(path, data, rate, count, exact, start, min_duration, sample_rate)
+
+
+def load_bytes(
+    data: bytes,
+    name: str,
+    sample_rate: int | None = 16000,
+    start: float | None = None,
+    duration: float | None = None,
+    min_duration: float = 0.0,
+) -> torch.Tensor:
+    """``load`` for a file's bytes held in memory (a member of a tar shard): ``(S,)`` float32.
+    ``name`` is what errors call it (``shard-000003.tar:000001234.flac``); its suffix gives the
+    format, one libsndfile reads (FLAC, WAV, OGG, MP3). The same checks as ``load``."""
+    _check_span(start, duration)
+    where = Path(name)
+    if not data:
+        raise AudioError(where, "empty file (0 bytes)")
+    if where.suffix.lower() == ".wav":
+        try:
+            _parse_wav(data[:4096], len(data))
+        except ValueError as e:
+            raise AudioError(where, str(e)) from None
+    try:
+        wave, rate, count = _read_soundfile(io.BytesIO(data), start, duration, where)
+    except (sf.SoundFileError, RuntimeError) as e:
+        raise _decode_error(where, e) from None
+    exact = where.suffix.lower() != ".mp3"
+    return _finish(where, wave, rate, count, exact, start, min_duration, sample_rate)
+
+
+def _check_span(start: float | None, duration: float | None) -> None:
+    if start is not None and start < 0:
+        raise ValueError(f"start must be >= 0 seconds, got {start}")
+    if duration is not None and duration <= 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration}")
+
+
+def _finish(
+    path: Path,
+    data: np.ndarray,
+    rate: int,
+    count: int,
+    exact: bool,
+    start: float | None,
+    min_duration: float,
+    sample_rate: int | None,
+) -> torch.Tensor:
+    """Checks and conversion shared by ``load`` and ``load_bytes``: decoded ``data (S, C)`` ->
+    validated mono ``(S,)`` at ``sample_rate``."""
     if rate <= 0:
         raise AudioError(path, f"bad header: {rate} Hz")
     if data.shape[0] == 0:
@@ -265,23 +315,25 @@ def load(
 
 
 def _read_soundfile(
-    path: Path, start: float | None, duration: float | None
+    path: Path | io.BytesIO, start: float | None, duration: float | None, name: Path | None = None
 ) -> tuple[np.ndarray, int, int]:
-    """``(data (S, C), rate, frames asked for)`` through libsndfile."""
-    with sf.SoundFile(str(path)) as f:
+    """``(data (S, C), rate, frames asked for)`` through libsndfile, from a file or from bytes
+    in memory (then ``name`` is what errors call it)."""
+    name = path if name is None else name
+    with sf.SoundFile(path if isinstance(path, io.BytesIO) else str(path)) as f:
         frames, rate = f.frames, f.samplerate
         if frames <= 0:
-            raise AudioError(path, "no audio samples (0 frames)")
+            raise AudioError(name, "no audio samples (0 frames)")
         first = 0 if start is None else int(round(start * rate))
         if first >= frames:
             raise AudioError(
-                path,
+                name,
                 f"start {start:.3f} s is at or beyond the end of the audio ({frames / rate:.3f} s)",
             )
         count = frames - first
         if duration is not None:
             count = min(count, max(1, int(round(duration * rate))))
-        if first and path.suffix.lower() == ".mp3":
+        if first and name.suffix.lower() == ".mp3":
             # libsndfile's mp3 seek is not sample-accurate: decode the prefix and drop it.
             return _read_blocks(f, first + count)[first:], rate, count
         if first:

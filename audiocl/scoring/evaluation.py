@@ -106,6 +106,7 @@ def _embed_trial_files(
     skip_bad: bool,
     cache: EmbeddingCache | None,
     progress: Callable | None,
+    engine=None,
 ) -> tuple[np.ndarray, dict[str, str], int]:
     """``(embeddings (F, D) with NaN rows for unusable files, {file: reason}, n from cache)``.
     Missing files are found before any embedding is spent; without ``skip_bad`` the first
@@ -130,7 +131,7 @@ def _embed_trial_files(
     ok = [i for i, f in enumerate(files) if f not in bad]
     update = progress(len(ok), "embedding trial files") if progress else None
     emb_ok, n_cached = embed_paths(
-        embedder, [paths[i] for i in ok], cache, update, lambda j, e: fail(ok[j], e)
+        embedder, [paths[i] for i in ok], cache, update, lambda j, e: fail(ok[j], e), engine=engine
     )
     matrix = np.full((len(files), emb_ok.shape[1]), np.nan, dtype=np.float32)
     matrix[ok] = emb_ok
@@ -148,6 +149,7 @@ def run_evaluation(
     max_cohort: int = MAX_COHORT,
     seed: int = 0,
     progress: Callable[[int, str], Callable[[int], None] | None] | None = None,
+    engine=None,
 ) -> EvalResult:
     """Score a trial list with ``embedder``: EER and minDCF raw, and with AS-Norm if a cohort.
 
@@ -155,7 +157,8 @@ def run_evaluation(
     file raises ``AudioError`` naming the file and the first trial using it, unless ``skip_bad``:
     then the trials using it are left out and counted. ``cohort``: folder, list of audio paths,
     or an ``.npz`` from ``audiocl embed`` made with the same model. ``progress(total, what)``
-    may return a callback ``update(n)`` for a progress bar.
+    may return a callback ``update(n)`` for a progress bar. ``engine``: what embeds the trial
+    files in place of ``embedder`` (an ``EmbedPool`` of the same model).
     """
     trials_path, root = Path(trials_path), Path(audio_root)
     trials = read_trials(trials_path)
@@ -166,7 +169,7 @@ def run_evaluation(
     files = trial_files(trials)
     t0 = time.monotonic()
     matrix, bad, n_cached = _embed_trial_files(
-        embedder, files, root, trials_path, skip_bad, cache, progress
+        embedder, files, root, trials_path, skip_bad, cache, progress, engine
     )
     seconds = time.monotonic() - t0
     kept = [t for t in trials if t.enroll not in bad and t.test not in bad]

@@ -59,8 +59,15 @@ def validate(cfg: Config) -> None:
     check_choice("model.encoder", cfg.model.encoder, list(ENCODERS))
     for i, src in enumerate(d.sources):
         check_choice(f"data.sources[{i}].format", src.format, FORMATS)
-        if not src.path:
-            raise ConfigError(f"data.sources[{i}].path is empty")
+        if bool(src.path) == bool(src.shards):
+            raise ConfigError(
+                f"data.sources[{i}]: give one of path (a corpus) or shards (a folder)"
+            )
+        if src.shards and len(d.sources) > 1:
+            raise ConfigError(
+                f"data.sources[{i}]: a shards source is the only source of a run; shard the "
+                "corpora together (audiocl shard A.csv --out DIR, a CSV of both)"
+            )
     check_choice("objective.embed_from", o.embed_from, ("student", "teacher"))
     check_choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd"))
     check_choice("optim.schedule", cfg.optim.schedule, ("cosine", "exponential", "constant"))
@@ -98,6 +105,8 @@ def validate(cfg: Config) -> None:
         )
     if o.contrastive_weight > 0 and d.views < 2:
         raise ConfigError("data.views: contrastive objectives need at least 2 views")
+    if cfg.pseudo_labels.clusters > 0 and any(s.shards for s in d.sources):
+        raise ConfigError("pseudo_labels: not available with a shards source yet")
     if any(s.hold_out < 0 for s in d.sources):
         raise ConfigError("data.sources: hold_out must be >= 0")
     if any(not 0.0 < s.label_fraction <= 1.0 for s in d.sources):

@@ -24,6 +24,8 @@ import torch
 
 from ..config import Config
 from ..data.corpus import Corpus
+from ..data.shard_stream import ShardReader
+from ..data.shards import ShardSet
 from ..errors import AudioError, ConfigError
 from ..inference.embed import Embedder
 from ..inference.embedding_cache import EmbeddingCache, default_cache_dir
@@ -57,9 +59,15 @@ def _at_speed(wave: torch.Tensor, speed: float, sr: int) -> torch.Tensor:
 
 
 def teacher_table(
-    cfg: Config, corpus: Corpus, quiet: bool = False, group_seconds: float = 300.0
+    cfg: Config,
+    corpus: Corpus,
+    quiet: bool = False,
+    group_seconds: float = 300.0,
+    shards: ShardSet | None = None,
 ) -> np.ndarray:
-    """``(N, K, Dt)`` float16 teacher embeddings of ``corpus``'s utterances (see the module)."""
+    """``(N, K, Dt)`` float16 teacher embeddings of ``corpus``'s utterances (see the module);
+    with ``shards`` (whose corpus ``corpus`` is) the audio is read from the tars, each front to
+    back."""
     d = cfg.objective.distill
     teacher = load_teacher(d.teacher, cfg.train.device if cfg.train.device == "cuda" else "cpu")
     if teacher.sample_rate != cfg.data.sample_rate:
@@ -70,8 +78,13 @@ def teacher_table(
     speeds = teacher_speeds(cfg)
     cache_dir = Path(d.cache).expanduser() if d.cache else default_cache_dir() / "teachers"
     caches = [EmbeddingCache(cache_dir, f"{teacher.cache_id}-x{s:g}") for s in speeds]
-    keys = [EmbeddingCache.key(corpus[i].path) for i in range(len(corpus))]
+    if shards is None:
+        keys = [EmbeddingCache.key(corpus.path(i)) for i in range(len(corpus))]
+    else:
+        keys = [shards.cache_key(i) for i in range(len(corpus))]
     todo = [i for i, k in enumerate(keys) if any(c.get(k) is None for c in caches)]
+    if shards is not None:
+        todo = shards.read_order(np.array(todo, dtype=np.int64)).tolist()
     started, sr = time.monotonic(), cfg.data.sample_rate
     if todo and not quiet:
         log.info(
@@ -81,6 +94,7 @@ def teacher_table(
             len(keys),
             len(speeds),
         )
+    reader = ShardReader(shards) if shards is not None else None
     group: list[int] = []
     samples, saved = 0, [time.monotonic()]
 
@@ -88,7 +102,10 @@ def teacher_table(
         waves = []
         for i in group:
             try:
-                waves.append(audio.load(corpus[i].path, sr))
+                if shards is None:
+                    waves.append(audio.load(corpus.path(i), sr))
+                else:
+                    waves.append(shards.load(i, sr, data=reader.read(i)))
             except AudioError as e:
                 log.warning("teacher: %s", e)
                 waves.append(None)
@@ -110,6 +127,8 @@ def teacher_table(
             group, samples = [], 0
     if group:
         flush()
+    if reader is not None:
+        reader.close()
     for cache in caches:
         cache.save()
     dim = next((c.get(k).shape[0] for c in caches for k in keys if c.get(k) is not None), 0)

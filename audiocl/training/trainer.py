@@ -31,7 +31,15 @@ import torch
 import torch.distributed as dist
 
 from ..config import Config, save_config, to_dict
-from ..data.views import ViewBatches, make_loader, num_classes, open_training_data, resolve
+from ..data.views import (
+    ViewBatches,
+    check_resume,
+    input_state,
+    make_loader,
+    num_classes,
+    open_training_data,
+    resolve,
+)
 from ..errors import ConfigError, DataError
 from ..fileio import temp_leftovers
 from ..modelfile import checkpoint
@@ -287,8 +295,8 @@ class Trainer:
 
         if dist.is_initialized() and self.rank != 0:
             dist.barrier()  # rank 0 fills the cache first
-            return teacher_table(self.cfg, self.data.corpus, quiet=True)
-        table = teacher_table(self.cfg, self.data.corpus, quiet=self.quiet)
+            return teacher_table(self.cfg, self.data.corpus, True, shards=self.data.shards)
+        table = teacher_table(self.cfg, self.data.corpus, self.quiet, shards=self.data.shards)
         if dist.is_initialized():
             dist.barrier()
         return table
@@ -319,6 +327,11 @@ class Trainer:
         self.scheduler.load_state_dict(data["scheduler"])
         self.step, self.elapsed = int(data["step"]), float(data["elapsed"])
         self.best = float(data.get("best", math.inf))
+        check_resume(data.get("input"), self._input_state(), path)
+
+    def _input_state(self) -> dict:
+        t = self.cfg.train
+        return input_state(self.data, self.cfg.data, t.seed, self.world, self.step)
 
     def _payload(self) -> dict:
         return {
@@ -333,6 +346,7 @@ class Trainer:
             "best": self.best,
             "speakers": self.data.speakers,
             "world_size": self.world,
+            "input": self._input_state(),
         }
 
     def save(self, is_best: bool = False) -> None:
@@ -409,6 +423,7 @@ class Trainer:
             self.data, cfg.data, cfg.augment, t.seed, self.step, self.rank, self.world, self.teacher
         )
         loader = make_loader(dataset, cfg.data.num_workers)
+        self.dataset = dataset  # augment.on_device: it augments each batch here
         model = self.ddp or self.module
         model.train()
         bar = None
@@ -459,6 +474,8 @@ class Trainer:
         if batch["step"] != self.step:
             raise RuntimeError(f"data order lost: batch of step {batch['step']} at {self.step}")
         torch.manual_seed(step_seed(self.cfg.train.seed, self.rank, self.step))
+        if "aug_state" in batch:
+            batch = {**batch, **self.dataset.augment_batch(batch, self.device)}
         wave = batch["wave"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
         local = batch.get("local")

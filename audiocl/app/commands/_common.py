@@ -145,13 +145,20 @@ def add_threshold(p) -> None:
 def load_model(args):
     """``api.Model`` named by ``--model`` (or the default), with ``source`` saying where from."""
     from ...inference.embed import Embedder
-    from ...io.vad import SpeechGate
     from ...paths import resolve_model
     from ..api import Model
 
-    gate = SpeechGate(args.vad or "energy", args.min_speech, trim=args.vad is not None)
     path, source = resolve_model(args.model)
-    return Model(Embedder.from_file(path, backend=args.backend, gate=gate), path, source)
+    return Model(
+        Embedder.from_file(path, backend=args.backend, gate=speech_gate(args)), path, source
+    )
+
+
+def speech_gate(args):
+    """The ``SpeechGate`` of ``--vad`` and ``--min-speech``."""
+    from ...io.vad import SpeechGate
+
+    return SpeechGate(args.vad or "energy", args.min_speech, trim=args.vad is not None)
 
 
 def model_info(model) -> dict:

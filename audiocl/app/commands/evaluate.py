@@ -63,6 +63,9 @@ def add_arguments(p):
     p.add_argument("--cache", metavar="DIR", help="embedding cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes embedding the trial files (default 1)"
+    )
     _common.add_json(p)
 
 
@@ -162,6 +165,7 @@ def run(args) -> int:
             seed=args.seed,
             progress=make_bar,
             result=True,
+            workers=args.workers,
         )
     finally:
         close()
