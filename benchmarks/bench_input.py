@@ -1,14 +1,14 @@
 """Benchmark the training input at VoxCeleb2 scale: a simulated corpus of 1,000,000 utterance
 entries, read as files (a CSV manifest) and as tar shards.
 
-    python benchmarks/bench_input.py [--entries 1000000] [--clips 400] [--real-shards 20]
+    python benchmarks/bench_input.py [--entries 1000000] [--clips 400] [--real-shards 10]
         [--workers 1 2] [--batches 20] [--dir DIR] [--keep]
 
-The corpus: ``--clips`` synthetic utterances of 2.5-4 s, reused under many keys so that a
+The corpus: ``--clips`` synthetic utterances of 4-12 s (VoxCeleb2's mean is 7.8 s), reused under many keys so that a
 million entries fit the disk. Files: a CSV manifest of ``--entries`` rows (5,000 speakers of 200
 utterances) over the clips. Shards: ``--real-shards`` real tars of 1,000 members written by
-``audiocl.data.shard_writer``, and an index of ``--entries`` entries over 1,000 shard names, the
-others symlinks to the real tars (same member offsets, so every read is a real read of FLAC
+``audiocl.data.shard_writer`` (FLAC members, and again with WAV members), and an index of
+``--entries`` entries over 1,000 shard names, the others symlinks to the real tars (same member offsets, so every read is a real read of FLAC
 bytes). The page cache holds all the audio (the tars are small), so throughput is what the CPU
 delivers, not a disk or network filesystem's latency; what shards change there (a few large
 sequential reads instead of one random read per crop) this machine cannot show.
@@ -56,16 +56,15 @@ def utt_id(j: int) -> str:
 
 
 def build(root: Path, entries: int, clips: int, real_shards: int) -> None:
-    from audiocl.data.corpus import Corpus, open_corpus
+    from audiocl.data.corpus import open_corpus
     from audiocl.data.shard_writer import write_shards
-    from audiocl.data.shards import LIST_NAME, open_shards, save_index, shard_name
     from audiocl.data.synth import synthesize_corpus
 
     if (root / "done").exists():
         return
     t0 = time.perf_counter()
     voices = synthesize_corpus(
-        root / "clips", speakers=clips // 10, utterances=10, duration=(2.5, 4.0), trials=False
+        root / "clips", speakers=clips // 10, utterances=10, duration=(4.0, 12.0), trials=False
     )
     base = open_corpus(voices)
     paths = [base.path(i) for i in range(len(base))]
@@ -83,40 +82,51 @@ def build(root: Path, entries: int, clips: int, real_shards: int) -> None:
     # real shards: the first real_shards * SHARD_SIZE entries
     head = root / "head.csv"
     head.write_text("\n".join(lines[: real_shards * SHARD_SIZE + 1]) + "\n")
-    real = write_shards(open_corpus(head), root / "real", SHARD_SIZE, seed=0, workers=2)
+    ids = [utt_id(k) for k in range(entries)]
+    pos = np.array(sorted(range(entries), key=ids.__getitem__))  # utt-id order
+    for fmt, name in (("flac", "shards"), ("wav", "shards_wav")):
+        real = write_shards(
+            open_corpus(head), root / f"real_{fmt}", SHARD_SIZE, workers=2, audio_format=fmt
+        )
+        simulate(real, root / name, real_shards, ids, pos)
+    (root / "done").write_text("")
+    n_shards = -(-entries // SHARD_SIZE)
+    print(f"  built 2 x {n_shards} shards ({real_shards} real) in {time.perf_counter() - t0:.0f} s")
+
+
+def simulate(real, out: Path, real_shards: int, ids: list[str], pos: np.ndarray) -> None:
+    """An index of ``len(ids)`` entries over 1,000-member shards, each (a link to) one of
+    ``real``'s: the same bytes at the same offsets, under keys of their own."""
+    from audiocl.data.corpus import Corpus
+    from audiocl.data.shards import LIST_NAME, open_shards, save_index, shard_name
+
+    entries = len(ids)
     order = real.read_order()
     if len(order) != real_shards * SHARD_SIZE:
         raise SystemExit("a real shard lost members")
-    out = root / "shards"
     out.mkdir(exist_ok=True)
     n_shards = -(-entries // SHARD_SIZE)
     for k in range(n_shards):
         link = out / shard_name(k)
         if not link.exists():
             link.symlink_to(real.shard_path(k % real_shards))
-    # logical entry j: member j % 1000 of shard j // 1000, which is (a link to) real shard
-    # (j // 1000) % real_shards: the same bytes at the same offsets, under a key of its own
+    # entry j: member j % 1000 of shard j // 1000, a link to real shard (j // 1000) % real_shards
     j = np.arange(entries)
-    src = order[(j // SHARD_SIZE % real_shards) * SHARD_SIZE + j % SHARD_SIZE]
-    ids = [utt_id(k) for k in range(entries)]
-    pos = np.array(sorted(range(entries), key=ids.__getitem__))
+    src = order[(j // SHARD_SIZE % real_shards) * SHARD_SIZE + j % SHARD_SIZE][pos]
     corpus = Corpus._build(
         [shard_name(k) for k in (j // SHARD_SIZE)[pos].tolist()],
         [ids[k] for k in pos.tolist()],
         [ids[k].split("/")[0] for k in pos.tolist()],
-        real.corpus.durations[src[pos]],
+        real.corpus.durations[src],
         np.full(entries, 16000),
         root=str(out),
         source=str(out),
     )
     names = [shard_name(k) for k in range(n_shards)]
-    save_index(
-        out, corpus, names, (j // SHARD_SIZE)[pos], real.offset[src[pos]], real.size[src[pos]], pos
-    )
+    shard = (j // SHARD_SIZE)[pos]
+    save_index(out, corpus, names, shard, real.offset[src], real.size[src], pos, real.audio_format)
     (out / LIST_NAME).write_text(json.dumps({"shardlist": [], "simulated": True}))
     assert len(open_shards(out)) == entries
-    (root / "done").write_text("")
-    print(f"  built {n_shards} shards ({real_shards} real) in {time.perf_counter() - t0:.0f} s")
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -125,7 +135,11 @@ def build(root: Path, entries: int, clips: int, real_shards: int) -> None:
 def config(root: Path, kind: str, workers: int, augment: bool):
     from audiocl.training.recipe import load_config
 
-    source = "{shards: shards}" if kind == "shards" else "{path: files.csv, format: csv}"
+    source = {
+        "files": "{path: files.csv, format: csv}",
+        "shards": "{shards: shards}",
+        "shards_wav": "{shards: shards_wav}",
+    }[kind]
     return load_config(
         None,
         [
@@ -145,11 +159,11 @@ def config(root: Path, kind: str, workers: int, augment: bool):
 
 
 def measure_index(root: Path, kind: str) -> dict:
-    if kind == "shards":
+    if kind.startswith("shards"):
         from audiocl.data.shards import open_shards
 
         t0 = time.perf_counter()
-        s = open_shards(root / "shards")
+        s = open_shards(root / kind)
         return {"seconds": time.perf_counter() - t0, "entries": len(s), "peak_mb": peak_mb()}
     from audiocl.data.corpus import open_corpus
 
@@ -224,7 +238,7 @@ def measure_readers(root: Path) -> dict:
     from audiocl.data.shard_stream import ShardReader
     from audiocl.data.shards import open_shards
 
-    real = open_shards(root / "real")
+    real = open_shards(root / "real_flac")
     urls = [str(real.shard_path(k)) for k in range(len(real.names))]
     out = {}
     t0 = time.perf_counter()
@@ -261,6 +275,39 @@ def measure_readers(root: Path) -> dict:
     return out
 
 
+def measure_embed(root: Path, workers: int) -> dict:
+    """Files/s embedding the clips with the shipped starter model: one process (2 threads) or
+    an ``EmbedPool`` of ``workers`` (the pool's start-up timed apart)."""
+    from audiocl.data.corpus import open_corpus
+    from audiocl.inference.embed import Embedder
+    from audiocl.inference.embed_pool import EmbedderSpec, EmbedPool
+    from audiocl.io.vad import SpeechGate
+    from audiocl.paths import STARTER_MODEL
+
+    clips = open_corpus(root / "clips")
+    paths = [clips.path(i) for i in range(len(clips))]
+    seconds = float(clips.durations.sum())
+    model, gate = str(STARTER_MODEL), SpeechGate(min_speech=0.0)
+    started = 0.0
+    if workers == 1:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        engine = Embedder.from_file(model, gate=gate)
+        engine.embed_files(paths[:8])  # warm
+    else:
+        t0 = time.perf_counter()
+        engine = EmbedPool(EmbedderSpec(model, gate=gate), workers)
+        engine.embed_files(paths[: 8 * workers])
+        started = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    engine.embed_files(paths)
+    took = time.perf_counter() - t0
+    if workers > 1:
+        engine.close()
+    return {"files_per_s": len(paths) / took, "rtf": seconds / took, "startup_s": started}
+
+
 def child(args) -> int:
     root = Path(args.dir)
     what = args.child
@@ -270,6 +317,8 @@ def child(args) -> int:
         out = measure_loader(root, args.kind, args.child_workers, args.augment, args.batches)
     elif what == "readers":
         out = measure_readers(root)
+    elif what == "embed":
+        out = measure_embed(root, args.child_workers)
     else:
         out = measure_step()
     print(json.dumps(out))
@@ -289,13 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--clips", type=int, default=400)
-    ap.add_argument("--real-shards", type=int, default=20)
+    ap.add_argument("--real-shards", type=int, default=10)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--dir", default="")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument(
-        "--child", choices=["index", "loader", "readers", "step"], help=argparse.SUPPRESS
+        "--child", choices=["index", "loader", "readers", "embed", "step"], help=argparse.SUPPRESS
     )
     ap.add_argument("--kind", default="files", help=argparse.SUPPRESS)
     ap.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -316,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for w in args.workers:
             for augment in (True, False):
-                for kind in ("files", "shards"):  # side by side: compare their ratio
+                for kind in ("files", "shards", "shards_wav"):  # side by side: their ratios
                     extra = ["--augment"] if augment else []
                     r = run_child(
                         ["--child", "loader", "--kind", kind, "--child-workers", str(w), *extra, *d]
@@ -324,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                     r["per_worker"] = r["utt_per_s"] / w
                     rows.append({"kind": kind, "workers": w, "augment": augment, **r})
         fig["loader"] = rows
+        fig["embed"] = [
+            {"workers": w, **run_child(["--child", "embed", "--child-workers", str(w), *d])}
+            for w in sorted({1, *args.workers})
+        ]
         fig["cpu_step"] = run_child(["--child", "step", *d])
         fig["gpu_utt_per_s"] = GPU_BATCH / GPU_STEP_S
     finally:
@@ -359,6 +412,12 @@ def _print(fig: dict) -> None:
     for name in ("webdataset", "lhotse"):
         if r.get(f"{name}_import_s") is not None:
             print(f"    import {name}: {r[f'{name}_import_s']:.2f} s")
+    print("  embedding the clips with the shipped starter model:")
+    for e in fig["embed"]:
+        print(
+            f"    {e['workers']} process(es): {e['files_per_s']:.1f} files/s, {e['rtf']:.0f}x real "
+            f"time" + (f" (pool start-up {e['startup_s']:.1f} s)" if e["workers"] > 1 else "")
+        )
     c = fig["cpu_step"]
     print(
         f"  ECAPA C=512 step here (2 threads, batch 64): {c['step_s']:.2f} s = {c['utt_per_s']:.0f} utt/s"

@@ -311,3 +311,17 @@ def test_a_run_augments_on_the_device_with_babble_from_the_batch(voices, sharded
     cfg = shard_config(voices, "train.steps=2", "data.num_workers=0", "augment.on_device=true")
     fit(cfg, tmp_path / "run", quiet=True)
     assert checkpoint.load(tmp_path / "run" / "model.pt")["step"] == 2
+
+
+def test_wav_members_decode_as_the_flac_ones(voices, sharded, tmp_path):
+    corpus = open_corpus(voices / "train")
+    wav = write_shards(corpus, tmp_path / "wav", shard_size=4, seed=2, audio_format="wav")
+    assert wav.audio_format == "wav" and wav.member_name(0).endswith(".wav")
+    assert (wav.offset != sharded.offset).any()  # other bytes in the tars
+    for i in (0, 7, 29):
+        torch.testing.assert_close(wav.load(i), sharded.load(i), rtol=0, atol=0)
+    (tmp_path / "wav" / "index.npz").unlink()  # resumed: the index from the tars' listings
+    again = write_shards(corpus, tmp_path / "wav", shard_size=4, seed=2, audio_format="wav")
+    assert (again.offset == wav.offset).all() and again.audio_format == "wav"
+    with pytest.raises(DataError, match="another corpus or settings"):
+        write_shards(corpus, tmp_path / "wav", shard_size=4, seed=2)  # flac: another plan

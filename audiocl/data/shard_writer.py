@@ -1,10 +1,11 @@
 """Write a corpus as tar shards (``audiocl shard``); the layout is in ``audiocl.data.shards``.
 
 The utterances are shuffled once, seeded, and cut into shards of ``shard_size``, so every shard
-mixes speakers and a stream that reads a few shards at a time still sees many speakers. FLAC
-files are copied as they are; other formats are decoded and written as 16-bit FLAC, mono, at
-their own rate (lossless for 16-bit PCM sources). Files that cannot be decoded are left out and
-listed in ``shards.json``.
+mixes speakers and a stream that reads a few shards at a time still sees many speakers. Members
+are FLAC (or, with ``audio_format="wav"``, 16-bit WAV): files already in that format are copied
+as they are (a FLAC file whose header does not give its length is decoded again); others are
+decoded and written 16-bit, mono, at their own rate (lossless for 16-bit PCM sources). Files
+that cannot be decoded are left out and listed in ``shards.json``.
 
 Resumable: the plan (source, seed, shard size, utterance order) is written first; each shard is
 written to a temporary name and renamed, so after a kill a rerun writes only the shards that are
@@ -30,7 +31,15 @@ from ..errors import AudioError, DataError
 from ..fileio import atomic_path, write_text_atomic
 from ..io import audio
 from .corpus import Corpus
-from .shards import LIST_NAME, ShardSet, member_key, open_shards, save_index, shard_name
+from .shards import (
+    AUDIO_FORMATS,
+    LIST_NAME,
+    ShardSet,
+    member_key,
+    open_shards,
+    save_index,
+    shard_name,
+)
 
 log = logging.getLogger(__name__)
 PLAN_NAME = ".plan.json"
@@ -49,22 +58,27 @@ def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
     return info, io.BytesIO(data)
 
 
-def _flac_bytes(path: str) -> tuple[bytes, float, int]:
-    """``(FLAC bytes, duration, rate)`` of an audio file: a FLAC file's own bytes, else the file
-    decoded (mono, native rate) and encoded as 16-bit FLAC."""
-    if path.lower().endswith(".flac"):
+def _member_bytes(path: str, fmt: str) -> tuple[bytes, float, int]:
+    """``(bytes, duration, rate)`` of an audio file as a ``fmt`` member: the file's own bytes
+    when it is a ``fmt`` file whose header gives its length (a member is decoded up to that
+    length, from inside its tar), else the file decoded (mono, native rate) and encoded 16-bit."""
+    if path.lower().endswith("." + fmt):
         with open(path, "rb") as f:
             data = f.read()
-        head = audio.info(path)
-        return data, head.duration, head.sample_rate
+        known = audio._parse_flac(data[:42]) if fmt == "flac" else True
+        if known:
+            head = audio.info(path)
+            return data, head.duration, head.sample_rate
     rate = audio.info(path).sample_rate
     wave = audio.load(path, None).numpy()
     buf = io.BytesIO()
-    sf.write(buf, np.clip(wave, -1.0, 1.0), rate, format="FLAC", subtype="PCM_16")
+    sf.write(buf, np.clip(wave, -1.0, 1.0), rate, format=fmt.upper(), subtype="PCM_16")
     return buf.getvalue(), len(wave) / rate, rate
 
 
-def write_one(out: Path, k: int, items: list[Item]) -> tuple[int, Written, list[tuple[str, str]]]:
+def write_one(
+    out: Path, k: int, items: list[Item], fmt: str = "flac"
+) -> tuple[int, Written, list[tuple[str, str]]]:
     """Write shard ``k`` of ``items`` (atomic): ``(k, what it holds, (path, reason) skipped)``."""
     written: Written = []
     skipped: list[tuple[str, str]] = []
@@ -74,7 +88,7 @@ def write_one(out: Path, k: int, items: list[Item]) -> tuple[int, Written, list[
     ):
         for pos, path, utt_id, speaker, _, _ in items:
             try:
-                data, duration, rate = _flac_bytes(path)
+                data, duration, rate = _member_bytes(path, fmt)
             except AudioError as e:
                 skipped.append((path, e.reason))
                 continue
@@ -85,7 +99,7 @@ def write_one(out: Path, k: int, items: list[Item]) -> tuple[int, Written, list[
                 "sample_rate": rate,
                 "source": path,
             }
-            info, body = _member(f"{member_key(pos)}.flac", data)
+            info, body = _member(f"{member_key(pos)}.{fmt}", data)
             tar.addfile(info, body)
             # addfile keeps a copy of info; the data ends the tar so far, padded to a block
             padded = -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
@@ -101,14 +115,13 @@ def list_shard(path: Path) -> Written:
     out: Written = []
     with tarfile.open(path, "r:") as tar:
         members = tar.getmembers()
-        metas = {m.name[:-5]: m for m in members if m.name.endswith(".json")}
+        metas = {m.name.split(".")[0]: m for m in members if m.name.endswith(".json")}
         for m in members:
-            if not m.name.endswith(".flac"):
+            key = m.name.split(".")[0]
+            if m.name.endswith(".json"):
                 continue
-            meta = json.loads(tar.extractfile(metas[m.name[:-5]]).read())
-            out.append(
-                (int(m.name[:-5]), m.offset_data, m.size, meta["duration"], meta["sample_rate"])
-            )
+            meta = json.loads(tar.extractfile(metas[key]).read())
+            out.append((int(key), m.offset_data, m.size, meta["duration"], meta["sample_rate"]))
     return out
 
 
@@ -122,7 +135,7 @@ def _write_skips(out: Path, n_shards: int) -> list[list[str]]:
     return found
 
 
-def _plan(corpus: Corpus, shard_size: int, seed: int) -> tuple[np.ndarray, dict]:
+def _plan(corpus: Corpus, shard_size: int, seed: int, fmt: str) -> tuple[np.ndarray, dict]:
     order = np.random.default_rng([seed, 23]).permutation(len(corpus))
     h = hashlib.sha256()
     for i in order.tolist():
@@ -131,6 +144,7 @@ def _plan(corpus: Corpus, shard_size: int, seed: int) -> tuple[np.ndarray, dict]
         "source": corpus.source,
         "seed": seed,
         "shard_size": shard_size,
+        "audio_format": fmt,
         "utterances": len(corpus),
         "order_sha256": h.hexdigest(),
     }
@@ -144,17 +158,20 @@ def write_shards(
     seed: int = 0,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    audio_format: str = "flac",
 ) -> ShardSet:
     """Write ``corpus`` as shards into ``out`` (resuming a killed write of the same plan) and
     return the opened set. ``progress(shards done, shards in all)`` after each shard.
     DataError when ``out`` holds shards of another corpus or settings."""
     if shard_size < 1:
         raise DataError(f"shard size must be >= 1, got {shard_size}")
+    if audio_format not in AUDIO_FORMATS:
+        raise DataError(f"shard audio format {audio_format!r}: choose {' or '.join(AUDIO_FORMATS)}")
     if len(corpus) == 0:
         raise DataError(f"{corpus.source}: no utterances to shard")
     out = Path(out).expanduser().absolute()
     out.mkdir(parents=True, exist_ok=True)
-    order, plan = _plan(corpus, shard_size, seed)
+    order, plan = _plan(corpus, shard_size, seed, audio_format)
     plan_path = out / PLAN_NAME
     if plan_path.exists():
         old = json.loads(plan_path.read_text(encoding="utf-8"))
@@ -198,7 +215,7 @@ def write_shards(
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(todo) > 1 else None
     try:
         mapped = (pool.map if pool else map)(
-            write_one, [out] * len(todo), todo, [jobs[k] for k in todo]
+            write_one, [out] * len(todo), todo, [jobs[k] for k in todo], [audio_format] * len(todo)
         )
         for k, written, _ in mapped:
             results[k] = written
@@ -231,7 +248,9 @@ def _finish(out, corpus, jobs, results, plan) -> ShardSet:
         source=str(out),
     )
     col = np.array([r[:4] for r in rows], dtype=np.int64).reshape(-1, 4)
-    fingerprint = save_index(out, sharded, names, col[:, 0], col[:, 2], col[:, 3], col[:, 1])
+    fingerprint = save_index(
+        out, sharded, names, col[:, 0], col[:, 2], col[:, 3], col[:, 1], plan["audio_format"]
+    )
     listing = {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,

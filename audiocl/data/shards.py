@@ -2,7 +2,8 @@
 
 A shard folder (``audiocl shard``, ``audiocl.data.shard_writer``)::
 
-    shard-000000.tar ...   ``<key>.flac`` + ``<key>.json`` per utterance, ``shard_size`` each
+    shard-000000.tar ...   ``<key>.flac`` (or ``.wav``) + ``<key>.json`` per utterance,
+                           ``shard_size`` each
     index.npz              per utterance: its shard, the byte offset and size of its audio in that
                            tar, and the corpus columns (utt id, speaker, duration, sample rate)
     shards.json            the shard list (``url``, ``nsamples``, ``filesize``: the fields of
@@ -11,7 +12,9 @@ A shard folder (``audiocl shard``, ``audiocl.data.shard_writer``)::
 The tars are plain: any WebDataset or ``tar`` tool reads them (``key`` is the utterance's
 9-digit position in the written order; its JSON has ``utt_id``, ``speaker``, ``duration``,
 ``sample_rate`` and ``source``). audiocl itself reads the index, so opening a million utterances
-reads one file, and an utterance is one ``seek`` + ``read`` of its FLAC bytes.
+reads one file, and an utterance is one ``seek`` + ``read`` of its audio bytes. FLAC is half the
+size; 16-bit WAV members decode several times faster (``benchmarks/bench_input.py``), for
+loaders that would otherwise spend their CPU decoding.
 
 Memory: the corpus columns (``audiocl.data.corpus``) plus 28 bytes per utterance (shard int32,
 offset, size and key int64); the per-record path is the shard's name (17 + 8 bytes).
@@ -35,6 +38,7 @@ from .corpus import Corpus, _Strings
 INDEX_NAME = "index.npz"
 LIST_NAME = "shards.json"
 INDEX_VERSION = 1
+AUDIO_FORMATS = ("flac", "wav")  # of the members; libsndfile decodes both from memory
 
 
 def shard_name(k: int) -> str:
@@ -66,6 +70,7 @@ class ShardSet:
     size: np.ndarray
     key: np.ndarray
     fingerprint: str
+    audio_format: str = "flac"
 
     def __len__(self) -> int:
         return len(self.corpus)
@@ -75,7 +80,8 @@ class ShardSet:
 
     def member_name(self, i: int) -> str:
         """What errors call utterance ``i``: ``DIR/shard-000003.tar:000001234.flac``."""
-        return f"{self.shard_path(int(self.shard[i]))}:{member_key(int(self.key[i]))}.flac"
+        key = member_key(int(self.key[i]))
+        return f"{self.shard_path(int(self.shard[i]))}:{key}.{self.audio_format}"
 
     def read(self, i: int, f=None) -> bytes:
         """The FLAC bytes of utterance ``i`` (from the open shard ``f`` when given)."""
@@ -124,6 +130,7 @@ class ShardSet:
             self.size[idx],
             self.key[idx],
             self.fingerprint,
+            self.audio_format,
         )
 
 
@@ -135,6 +142,7 @@ def save_index(
     offset: np.ndarray,
     size: np.ndarray,
     key: np.ndarray,
+    audio_format: str = "flac",
 ) -> str:
     """Write ``root/index.npz`` (atomic); the columns are aligned with ``corpus``. Returns the
     set's fingerprint (SHA-256 of the shard names, sizes and member keys)."""
@@ -155,6 +163,7 @@ def save_index(
             "offset": np.asarray(offset, np.int64),
             "size": np.asarray(size, np.int64),
             "key": np.asarray(key, np.int64),
+            "audio_format": np.frombuffer(audio_format.encode("ascii"), np.uint8),
             **_Strings.from_list(names).to_arrays("names"),
         }
     )
@@ -196,6 +205,7 @@ def open_shards(path: str | os.PathLike) -> ShardSet:
         a["size"],
         a["key"],
         a["fingerprint"].tobytes().decode("ascii"),
+        a["audio_format"].tobytes().decode("ascii"),
     )
 
 

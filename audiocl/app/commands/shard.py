@@ -4,7 +4,7 @@ from . import _common
 
 HELP = "write a corpus as tar shards (WebDataset layout) for streamed training"
 DESCRIPTION = """Pack CORPUS (a VoxCeleb-layout folder, a Kaldi data dir or a CSV manifest) into tar
-shards of --shard-size utterances: <key>.flac + <key>.json (utt_id, speaker, duration,
+shards of --shard-size utterances: <key>.flac (--audio wav: <key>.wav) + <key>.json (utt_id, speaker, duration,
 sample_rate, source) per utterance, in the WebDataset convention, plus index.npz (what audiocl
 reads to open them) and shards.json (the shard list). Utterances are shuffled across shards,
 seeded. FLAC files are copied as they are; other formats become 16-bit mono FLAC at their own
@@ -32,6 +32,12 @@ def add_arguments(p):
     p.add_argument(
         "--min-seconds", type=float, default=0.0, help="leave out shorter utterances (default 0)"
     )
+    p.add_argument(
+        "--audio",
+        choices=("flac", "wav"),
+        default="flac",
+        help="member format: flac (default; half the size) or 16-bit wav (decodes faster)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common.add_json(p)
 
@@ -57,7 +63,9 @@ def run(args) -> int:
             bar.refresh()
 
     try:
-        shards = write_shards(corpus, args.out, args.shard_size, args.seed, args.workers, progress)
+        shards = write_shards(
+            corpus, args.out, args.shard_size, args.seed, args.workers, progress, args.audio
+        )
     finally:
         if bar is not None:
             bar.close()
