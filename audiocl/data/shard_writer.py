@@ -76,10 +76,9 @@ def _member_bytes(path: str, fmt: str) -> tuple[bytes, float, int]:
     return buf.getvalue(), len(wave) / rate, rate
 
 
-def write_one(
-    out: Path, k: int, items: list[Item], fmt: str = "flac"
-) -> tuple[int, Written, list[tuple[str, str]]]:
-    """Write shard ``k`` of ``items`` (atomic): ``(k, what it holds, (path, reason) skipped)``."""
+def write_one(out: Path, k: int, items: list[Item], fmt: str = "flac") -> tuple[int, Written]:
+    """Write shard ``k`` of ``items`` (atomic): ``(k, what it holds)``. Files it cannot decode go
+    to its ``.skipped.json`` beside it, where ``_write_skips`` reads them (resumed shards too)."""
     written: Written = []
     skipped: list[tuple[str, str]] = []
     with (
@@ -107,7 +106,7 @@ def write_one(
             tar.addfile(*_member(f"{member_key(pos)}.json", json.dumps(meta).encode("utf-8")))
         if skipped:  # beside the tar, before it is renamed into place: a resumed write keeps it
             write_text_atomic(out / f"{shard_name(k)}.skipped.json", json.dumps(skipped))
-    return k, written, skipped
+    return k, written
 
 
 def list_shard(path: Path) -> Written:
@@ -217,7 +216,7 @@ def write_shards(
         mapped = (pool.map if pool else map)(
             write_one, [out] * len(todo), todo, [jobs[k] for k in todo], [audio_format] * len(todo)
         )
-        for k, written, _ in mapped:
+        for k, written in mapped:
             results[k] = written
             if progress:
                 progress(len(results), n_shards)
