@@ -2,7 +2,7 @@
 entries, read as files (a CSV manifest) and as tar shards.
 
     python benchmarks/bench_input.py [--entries 1000000] [--clips 400] [--real-shards 10]
-        [--workers 1 2] [--batches 20] [--dir DIR] [--keep]
+        [--workers 1 2] [--batches 20] [--dir DIR] [--keep] [--parts index readers loader embed step]
 
 The corpus: ``--clips`` synthetic utterances of 4-12 s (VoxCeleb2's mean is 7.8 s), reused under many keys so that a
 million entries fit the disk. Files: a CSV manifest of ``--entries`` rows (5,000 speakers of 200
@@ -17,7 +17,9 @@ Each figure is measured in a fresh process (peak RSS is that process's ``ru_maxr
 - index: open the manifest (no cache, then cached) and open the shard index;
 - start-up: open the training data, build the input and get the first batch (1 loader worker);
 - throughput: utterances/s through the DataLoader with N workers, batch 64, one 2 s crop each,
-  with the default augmentation (simulated noise and reverb, speed) and without (decode + crop);
+  with the default augmentation (simulated noise and reverb, speed) in the workers, with it
+  left to the training device (``augment.on_device``: the workers decode, crop and draw the
+  augmentation's random state) and without it (decode + crop);
 - consumption: an ECAPA C=512 training step on this CPU (batch 64, 2 s), and on a GPU from the
   README's H200 figure (15.8 ms for a batch of 128 x 200 frames).
 Ends with one JSON line of the figures.
@@ -41,6 +43,9 @@ import numpy as np
 GPU_STEP_S, GPU_BATCH = 0.0158, 128  # README "On a GPU": ECAPA C=512, H200, fp32
 SHARD_SIZE = 1000
 SPEAKERS = 5000
+PARTS = ("index", "readers", "loader", "embed", "step")
+# where the augmentation runs -> the table's name for it
+AUGMENT = {"worker": "augmented", "device": "aug. on device", "none": "decode+crop"}
 
 
 def peak_mb() -> float:
@@ -132,7 +137,7 @@ def simulate(real, out: Path, real_shards: int, ids: list[str], pos: np.ndarray)
 # ------------------------------------------------------------------------------ measuring
 
 
-def config(root: Path, kind: str, workers: int, augment: bool):
+def config(root: Path, kind: str, workers: int, augment: str):
     from audiocl.training.recipe import load_config
 
     source = {
@@ -149,7 +154,8 @@ def config(root: Path, kind: str, workers: int, augment: bool):
             "data.views=1",
             "data.crop_seconds=2.0",
             f"data.num_workers={workers}",
-            f"augment.enabled={str(augment).lower()}",
+            f"augment.enabled={str(augment != 'none').lower()}",
+            f"augment.on_device={str(augment == 'device').lower()}",
             "augment.babble_p=0",
             "objective.contrastive=none",
             "objective.contrastive_weight=0",
@@ -177,7 +183,7 @@ def measure_index(root: Path, kind: str) -> dict:
     return {"seconds": cold, "cached_seconds": warm, "entries": len(c), "peak_mb": peak_mb()}
 
 
-def measure_loader(root: Path, kind: str, workers: int, augment: bool, batches: int) -> dict:
+def measure_loader(root: Path, kind: str, workers: int, augment: str, batches: int) -> dict:
     from audiocl.data.views import ViewBatches, make_loader, open_training_data
 
     cfg = config(root, kind, workers, augment)
@@ -344,11 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default="")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument(
+        "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure"
+    )
+    ap.add_argument(
         "--child", choices=["index", "loader", "readers", "embed", "step"], help=argparse.SUPPRESS
     )
     ap.add_argument("--kind", default="files", help=argparse.SUPPRESS)
     ap.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
-    ap.add_argument("--augment", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--augment", choices=AUGMENT, default="none", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
@@ -359,25 +368,31 @@ def main(argv: list[str] | None = None) -> int:
         build(root, args.entries, args.clips, args.real_shards)
         d = ["--dir", str(root), "--batches", str(args.batches)]
         fig: dict = {"entries": args.entries}
-        for kind in ("files", "shards"):
-            fig[f"index_{kind}"] = run_child(["--child", "index", "--kind", kind, *d])
-        fig["readers"] = run_child(["--child", "readers", *d])
-        rows = []
-        for w in args.workers:
-            for augment in (True, False):
-                for kind in ("files", "shards", "shards_wav"):  # side by side: their ratios
-                    extra = ["--augment"] if augment else []
-                    r = run_child(
-                        ["--child", "loader", "--kind", kind, "--child-workers", str(w), *extra, *d]
-                    )
-                    r["per_worker"] = r["utt_per_s"] / w
-                    rows.append({"kind": kind, "workers": w, "augment": augment, **r})
-        fig["loader"] = rows
-        fig["embed"] = [
-            {"workers": w, **run_child(["--child", "embed", "--child-workers", str(w), *d])}
-            for w in sorted({1, *args.workers})
-        ]
-        fig["cpu_step"] = run_child(["--child", "step", *d])
+        parts = set(args.parts)
+        if "index" in parts:
+            for kind in ("files", "shards"):
+                fig[f"index_{kind}"] = run_child(["--child", "index", "--kind", kind, *d])
+        if "readers" in parts:
+            fig["readers"] = run_child(["--child", "readers", *d])
+        if "loader" in parts:
+            rows = []
+            for w in args.workers:
+                for augment in AUGMENT:
+                    for kind in ("files", "shards", "shards_wav"):  # side by side: their ratios
+                        r = run_child(
+                            ["--child", "loader", "--kind", kind, "--child-workers", str(w)]
+                            + ["--augment", augment, *d]
+                        )
+                        r["per_worker"] = r["utt_per_s"] / w
+                        rows.append({"kind": kind, "workers": w, "augment": augment, **r})
+            fig["loader"] = rows
+        if "embed" in parts:
+            fig["embed"] = [
+                {"workers": w, **run_child(["--child", "embed", "--child-workers", str(w), *d])}
+                for w in sorted({1, *args.workers})
+            ]
+        if "step" in parts:
+            fig["cpu_step"] = run_child(["--child", "step", *d])
         fig["gpu_utt_per_s"] = GPU_BATCH / GPU_STEP_S
     finally:
         if not args.keep and not args.dir:
@@ -388,6 +403,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print(fig: dict) -> None:
+    if "index_files" in fig:
+        _print_index(fig)
+    if "loader" in fig:
+        _print_loader(fig["loader"])
+    if "readers" in fig:
+        _print_readers(fig["readers"])
+    if "embed" in fig:
+        print("  embedding the clips with the shipped starter model:")
+        for e in fig["embed"]:
+            print(
+                f"    {e['workers']} process(es): {e['files_per_s']:.1f} files/s, {e['rtf']:.0f}x "
+                "real time"
+                + (f" (pool start-up {e['startup_s']:.1f} s)" if e["workers"] > 1 else "")
+            )
+    if "cpu_step" in fig:
+        c = fig["cpu_step"]
+        print(
+            f"  ECAPA C=512 step here (2 threads, batch 64): {c['step_s']:.2f} s = "
+            f"{c['utt_per_s']:.0f} utt/s"
+        )
+    print(f"  ECAPA C=512 step on an H200 (README): {fig['gpu_utt_per_s']:.0f} utt/s")
+
+
+def _print_index(fig: dict) -> None:
     fi, sh = fig["index_files"], fig["index_shards"]
     print(
         f"  {'index, ' + format(fig['entries'], ',') + ' entries':<44} {'seconds':>9} {'peak MB':>9}"
@@ -395,16 +434,22 @@ def _print(fig: dict) -> None:
     print(f"  {'files: CSV manifest (no cache)':<44} {fi['seconds']:>9.2f} {fi['peak_mb']:>9.0f}")
     print(f"  {'files: CSV manifest (cached)':<44} {fi['cached_seconds']:>9.2f}")
     print(f"  {'shards: index.npz':<44} {sh['seconds']:>9.2f} {sh['peak_mb']:>9.0f}")
+
+
+def _print_loader(rows: list[dict]) -> None:
     print(
-        f"  {'loader (batch 64, 2 s crops)':<34} {'workers':>7} {'start s':>8} {'utt/s':>8} {'/worker':>8} {'peak MB':>8} {'worker MB':>9}"
+        f"  {'loader (batch 64, 2 s crops)':<34} {'workers':>7} {'start s':>8} {'utt/s':>8} "
+        f"{'/worker':>8} {'peak MB':>8} {'worker MB':>9}"
     )
-    for r in fig["loader"]:
-        name = f"{r['kind']}, {'augmented' if r['augment'] else 'decode+crop'}"
+    for r in rows:
+        name = f"{r['kind']}, {AUGMENT[r['augment']]}"
         print(
             f"  {name:<34} {r['workers']:>7} {r['startup_s']:>8.2f} {r['utt_per_s']:>8.0f} "
             f"{r['per_worker']:>8.0f} {r['peak_mb']:>8.0f} {r['worker_peak_mb']:>9.0f}"
         )
-    r = fig["readers"]
+
+
+def _print_readers(r: dict) -> None:
     print(f"  reading the {r['members']} members of the real shards (members/s, bytes only):")
     for name in ("tarfile", "webdataset", "audiocl_index"):
         if r.get(name):
@@ -412,17 +457,6 @@ def _print(fig: dict) -> None:
     for name in ("webdataset", "lhotse"):
         if r.get(f"{name}_import_s") is not None:
             print(f"    import {name}: {r[f'{name}_import_s']:.2f} s")
-    print("  embedding the clips with the shipped starter model:")
-    for e in fig["embed"]:
-        print(
-            f"    {e['workers']} process(es): {e['files_per_s']:.1f} files/s, {e['rtf']:.0f}x real "
-            f"time" + (f" (pool start-up {e['startup_s']:.1f} s)" if e["workers"] > 1 else "")
-        )
-    c = fig["cpu_step"]
-    print(
-        f"  ECAPA C=512 step here (2 threads, batch 64): {c['step_s']:.2f} s = {c['utt_per_s']:.0f} utt/s"
-    )
-    print(f"  ECAPA C=512 step on an H200 (README): {fig['gpu_utt_per_s']:.0f} utt/s")
 
 
 if __name__ == "__main__":

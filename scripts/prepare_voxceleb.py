@@ -24,7 +24,7 @@ the cleaned versions (VoxCeleb1-O ``veri_test2.txt``, -E ``list_test_all2.txt``,
 script says which are missing. Nothing is downloaded.
 
     python scripts/prepare_voxceleb.py --vox1 /data/vox1 --vox2 /data/vox2 --out data/voxceleb \\
-        [--workers 8] [--dry-run] [--shards] [--shard-size 1000]
+        [--workers 8] [--dry-run] [--shards] [--shard-size 1000] [--shard-audio flac|wav]
 
 Then ``audiocl train --config vox2_ecapa_aam --set data.root=data/voxceleb`` and
 ``audiocl eval --trials data/voxceleb/voxceleb1/trials/vox1_O.txt --audio-root
@@ -133,6 +133,8 @@ def write_trials(lists: dict[str, Path], wav_root: Path, out_dir: Path) -> dict[
 
 
 def main(argv=None) -> int:
+    from audiocl.data.shards import AUDIO_FORMATS
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vox1", type=Path, default=None)
     p.add_argument("--vox2", type=Path, default=None)
@@ -142,6 +144,13 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="report the work; write nothing")
     p.add_argument("--shards", action="store_true", help="also write tar shards of each corpus")
     p.add_argument("--shard-size", type=int, default=1000, help="utterances per shard")
+    p.add_argument(
+        "--shard-audio",
+        choices=AUDIO_FORMATS,
+        default="flac",
+        help="the shards' members: flac, or wav (twice the disk; read without decoding, what a "
+        "GPU's loader workers need to keep up)",
+    )
     args = p.parse_args(argv)
     if args.vox1 is None and args.vox2 is None:
         p.error("give --vox1 and/or --vox2")
@@ -198,7 +207,11 @@ def main(argv=None) -> int:
             from audiocl.data.shard_writer import write_shards
 
             shards = write_shards(
-                corpus, args.out / name / "shards", args.shard_size, workers=args.workers
+                corpus,
+                args.out / name / "shards",
+                args.shard_size,
+                workers=args.workers,
+                audio_format=args.shard_audio,
             )
             summary["sets"][name]["shards"] = len(shards.names)
             print(f"{name}: {len(shards.names)} shards in {shards.root}")

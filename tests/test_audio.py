@@ -134,6 +134,40 @@ def test_span_reads_only_that_span(tmp_path, monkeypatch):
     assert [c for c in calls if c[0] == "read"] == [("read", 32000)]
 
 
+@pytest.mark.parametrize(("subtype", "channels"), [("PCM_16", 1), ("PCM_16", 2), ("FLOAT", 2)])
+def test_wav_bytes_are_sliced_without_libsndfile_and_match_it(
+    tmp_path, monkeypatch, subtype, channels
+):
+    x = np.stack([chirp(16000, 3.0, 0.5), chirp(16000, 3.0, -0.3)], axis=1)[:, :channels]
+    sf.write(tmp_path / "a.wav", x, 16000, subtype=subtype)
+    data = (tmp_path / "a.wav").read_bytes()
+    spans = [(None, None), (0.5, 1.0), (2.5, 2.0), (1.0, None)]
+    want = [load(tmp_path / "a.wav", start=s, duration=d) for s, d in spans]
+
+    def refused(*a, **k):
+        raise AssertionError("plain PCM bytes went through libsndfile")
+
+    monkeypatch.setattr(audio.sf, "SoundFile", refused)
+    for (s, d), w in zip(spans, want, strict=True):
+        assert torch.equal(audio.load_bytes(data, "shard.tar:1.wav", 16000, s, d), w)
+    with pytest.raises(AudioError, match=r"shard.tar:1.wav: start 3.000 s is at or beyond"):
+        audio.load_bytes(data, "shard.tar:1.wav", start=3.0)
+    with pytest.raises(AudioError, match="shard.tar:1.wav: truncated file"):
+        audio.load_bytes(data[:-100], "shard.tar:1.wav")
+
+
+def test_wav_bytes_of_other_layouts_go_through_libsndfile(tmp_path):
+    x = chirp(16000, 1.0)
+    sf.write(tmp_path / "a.wav", x, 16000, subtype="PCM_24")
+    got = audio.load_bytes((tmp_path / "a.wav").read_bytes(), "m.wav", start=0.25, duration=0.5)
+    assert torch.equal(got, load(tmp_path / "a.wav", start=0.25, duration=0.5))
+    bad = x.copy()
+    bad[100] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="m.wav: contains NaN"):
+        audio.load_bytes((tmp_path / "nan.wav").read_bytes(), "m.wav")
+
+
 def test_span_resampled(tmp_path):
     sf.write(tmp_path / "a.wav", sine(440.0, 48000, 2.0), 48000, subtype="FLOAT")
     y = load(tmp_path / "a.wav", start=1.0, duration=0.5).numpy()

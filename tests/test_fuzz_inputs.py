@@ -102,6 +102,19 @@ def _loads_or_refuses(path: Path) -> None:
     assert torch.isfinite(wave).all()
 
 
+def _loads_bytes_or_refuses(data: bytes, name: str) -> None:
+    """As ``_loads_or_refuses`` for a shard member's bytes in memory (``load_bytes``)."""
+    from audiocl.io import audio
+
+    try:
+        wave = audio.load_bytes(data, name, 16000)
+    except AudioError as e:
+        assert name in str(e)
+        return
+    assert wave.dtype == torch.float32 and wave.ndim == 1 and wave.numel() > 0
+    assert torch.isfinite(wave).all()
+
+
 @FUZZ
 @given(sample=mutated_audio())
 def test_audio_loader_fuzzed(tmp_path, sample):
@@ -109,6 +122,8 @@ def test_audio_loader_fuzzed(tmp_path, sample):
     path = _fresh(tmp_path, f"x{suffix}")
     path.write_bytes(data)
     _loads_or_refuses(path)
+    if suffix in (".wav", ".flac"):  # the members shards hold
+        _loads_bytes_or_refuses(data, f"shard-000000.tar:000000001{suffix}")
 
 
 @FUZZ

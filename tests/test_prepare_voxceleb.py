@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("av")
 
@@ -92,6 +93,15 @@ def test_dry_run_convert_index_trials_and_resume(tmp_path, prepare, capsys):
     from audiocl.data.shards import open_shards
 
     assert len(open_shards(out / "voxceleb2/dev/shards")) == 4
+    # --shard-audio wav: members a GPU's loader slices without decoding
+    out2 = tmp_path / "out_wav"
+    wav_args = [a if a != str(out) else str(out2) for a in args]
+    assert prepare([*wav_args, "--shards", "--shard-size", "3", "--shard-audio", "wav"]) == 0
+    wavs = open_shards(out2 / "voxceleb2/dev/shards")
+    assert wavs.audio_format == "wav" and wavs.member_name(0).endswith(".wav")
+    flacs = open_shards(out / "voxceleb2/dev/shards")
+    i = flacs.corpus.index(wavs.corpus.utt_id(0))
+    torch.testing.assert_close(wavs.load(0), flacs.load(i), rtol=0, atol=1 / 32768)
 
 
 def test_trial_list_naming_missing_files_is_refused(tmp_path, prepare):

@@ -3,6 +3,7 @@ each utterance once per epoch across ranks and workers, and resumed exactly."""
 
 import dataclasses
 import json
+import os
 import tarfile
 
 import numpy as np
@@ -62,6 +63,17 @@ def test_webdataset_reads_the_shards(sharded):
     assert samples[0]["flac"] == sharded.read(i)
     listing = json.loads((sharded.root / "shards.json").read_text())
     assert [s["nsamples"] for s in listing["shardlist"]] == [4] * 7 + [2]
+
+
+def test_reads_that_return_less_are_continued(sharded, monkeypatch):
+    want = [sharded.read(i) for i in range(len(sharded))]
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: real(fd, min(n, 1000), at))
+    reader = ShardReader(sharded)
+    assert [reader.read(i) for i in sharded.read_order().tolist()] == [
+        want[i] for i in sharded.read_order().tolist()
+    ]
+    reader.close()
 
 
 def test_writing_is_reproducible_and_resumes(voices, sharded, tmp_path):

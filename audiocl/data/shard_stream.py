@@ -25,12 +25,12 @@ from .shards import ShardSet
 
 
 class ShardReader:
-    """Reads utterances of one shard after another through one open file, so consecutive
-    members of a shard are one sequential read (buffered; the tar headers between them are
-    skipped inside the buffer)."""
+    """Reads utterances of one shard after another through one open file: consecutive members
+    of a shard are reads at rising offsets (the tar headers between them skipped), so the
+    shard is read front to back."""
 
-    def __init__(self, shards: ShardSet, buffering: int = 1 << 20):
-        self.shards, self.buffering = shards, buffering
+    def __init__(self, shards: ShardSet):
+        self.shards = shards
         self._file, self._shard = None, -1
         self.opened = 0
 
@@ -38,7 +38,7 @@ class ShardReader:
         k = int(self.shards.shard[i])
         if k != self._shard:
             self.close()
-            self._file = open(self.shards.shard_path(k), "rb", buffering=self.buffering)  # noqa: SIM115
+            self._file = open(self.shards.shard_path(k), "rb", buffering=0)  # noqa: SIM115
             self._shard = k
             self.opened += 1
         return self.shards.read(i, self._file)
@@ -51,7 +51,7 @@ class ShardReader:
 
 class ShardStream:
     """Stream ``stream`` of ``streams`` over ``shards`` (see the module): ``items(start)`` yields
-    ``(utterance index, FLAC bytes)`` from its ``start``-th utterance on, endlessly."""
+    ``(utterance index, audio file bytes)`` from its ``start``-th utterance on, endlessly."""
 
     def __init__(self, shards: ShardSet, seed: int, stream: int, streams: int, buffer: int):
         if not 0 <= stream < streams:
@@ -112,7 +112,7 @@ class ShardStream:
     def items(
         self, start: int = 0, reader: ShardReader | None = None
     ) -> Iterator[tuple[int, bytes]]:
-        """``(utterance index, FLAC bytes)`` from this stream's ``start``-th utterance on."""
+        """``(utterance index, audio file bytes)`` from this stream's ``start``-th utterance on."""
         reader = reader or ShardReader(self.shards)
         epoch, skip = self.locate(start)
         try:

@@ -304,7 +304,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
             if w.numel() < num_samples:  # header durations can be a few samples optimistic
                 w = torch.nn.functional.pad(w, (0, num_samples - w.numel()))
             out.append(w[:num_samples])
-        return torch.stack(out)
+        return out[0].unsqueeze(0) if count == 1 else torch.stack(out)  # the batch copies once
 
     def babble(self, count: int, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         """``(count, num_samples)`` crops of random other utterances, for babble noise."""
@@ -327,7 +327,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
 
     def make_batch(self, step: int, picks: list[tuple[int, bytes]] | None = None) -> dict:
         """Batch ``step``: of the utterances the sampler draws, or of ``picks``, the
-        ``(index, FLAC bytes)`` a shard stream gave."""
+        ``(index, audio file bytes)`` a shard stream gave."""
         if picks is None:
             idx, blobs = self.sampler.indices(step), [None] * self.cfg.batch_size
         else:
@@ -361,8 +361,10 @@ class ViewBatches(torch.utils.data.IterableDataset):
         small = torch.stack(small, dim=1) if local else None  # (L, B, S_l)
         batch = {"label": label, "step": step}
         if self.aug_cfg.on_device and self.aug_cfg.enabled:
-            # augment_batch continues from this generator state on the training device
-            batch.update(wave=wave, aug_state=g.get_state())
+            # augment_batch continues from this generator state on the training device; as
+            # bytes, pickled inline, where a tensor costs the loader a shared-memory segment
+            # per batch (the state's 5 KB cost a quarter of a worker's throughput)
+            batch.update(wave=wave, aug_state=g.get_state().numpy().tobytes())
             if speed is not None:
                 batch["speed"] = speed
             if local:
@@ -384,7 +386,7 @@ class ViewBatches(torch.utils.data.IterableDataset):
         have made, babble aside): ``{"wave": (G, B, S), "local": (L, B, S_l)}`` (local if any).
         Babble mixes in the batch's other utterances (its first view's crops)."""
         g = torch.Generator().manual_seed(0)
-        g.set_state(batch["aug_state"])
+        g.set_state(torch.frombuffer(bytearray(batch["aug_state"]), dtype=torch.uint8))
         speed = batch.get("speed")
         wave = batch["wave"].to(device, non_blocking=True)
         self._on_device_pool = wave[0]
