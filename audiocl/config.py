@@ -76,6 +76,10 @@ class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     sample_rate: int = 16000
     crop_seconds: float = 2.0
+    # a mix of crop lengths, in seconds: each step's global crops take one of them (drawn
+    # uniformly, seeded by the step, the same on every rank), so the model also learns from
+    # speech as short as a keyword; empty: always crop_seconds
+    crop_mix: list[float] = field(default_factory=list)
     views: int = 2
     # global crops from non-overlapping parts of the utterance where it is long enough, so the
     # views of a positive pair share a speaker but little content
@@ -415,6 +419,7 @@ RANGES = {
     "data": {
         "sample_rate": ">= 1",
         "crop_seconds": "> 0",
+        "crop_mix": "> 0",
         "views": ">= 1",
         "local_views": ">= 0",
         "local_crop_seconds": "> 0",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -154,6 +155,15 @@ def test_wav_bytes_are_sliced_without_libsndfile_and_match_it(
         audio.load_bytes(data, "shard.tar:1.wav", start=3.0)
     with pytest.raises(AudioError, match="shard.tar:1.wav: truncated file"):
         audio.load_bytes(data[:-100], "shard.tar:1.wav")
+
+
+@pytest.mark.parametrize(("channels", "nbytes"), [(1, 1), (2, 1), (2, 3)])
+def test_wav_bytes_of_no_whole_frame_are_refused(channels, nbytes):
+    fmt = struct.pack("<HHIIHH", 1, channels, 16000, 32000 * channels, 2 * channels, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", nbytes)
+    data = b"RIFF" + struct.pack("<I", len(body) + nbytes) + body + b"\x01" * nbytes
+    with pytest.raises(AudioError, match="m.wav: "):
+        audio.load_bytes(data, "m.wav")
 
 
 def test_wav_bytes_of_other_layouts_go_through_libsndfile(tmp_path):

@@ -6,6 +6,7 @@ import torch
 
 from audiocl.data.synth import synthesize_corpus
 from audiocl.data.views import BatchSampler, ViewBatches, open_training_data
+from audiocl.errors import ConfigError
 from audiocl.training.recipe import load_config
 
 
@@ -98,6 +99,30 @@ def test_multicrop_batches_add_shorter_local_crops(root):
     assert not torch.equal(batch["local"][0], batch["local"][1])
     plain = config(root)
     assert "local" not in ViewBatches(data, plain.data, plain.augment, seed=5).make_batch(2)
+
+
+def test_crop_mix_draws_each_steps_crop_length_from_the_mix(root):
+    cfg = config(root, "data.crop_mix=[0.5, 1.0, 1.5]")
+    data = open_training_data(cfg.data)
+    ds = ViewBatches(data, cfg.data, cfg.augment, seed=5)
+    lengths = [ds.make_batch(step)["wave"].shape[-1] for step in range(12)]
+    assert set(lengths) == {8000, 16000, 24000}
+    # a function of the seed and the step: a resumed run and every rank see the same lengths
+    other = ViewBatches(data, cfg.data, cfg.augment, seed=5, start_step=7, rank=1, world_size=2)
+    assert [other.make_batch(step)["wave"].shape[-1] for step in range(12)] == lengths
+    # a step of the mix's crop_seconds length is the batch a run without the mix draws
+    plain = config(root)
+    step = lengths.index(16000)
+    torch.testing.assert_close(
+        ds.make_batch(step)["wave"],
+        ViewBatches(data, plain.data, plain.augment, seed=5).make_batch(step)["wave"],
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(ConfigError, match="crop_mix"):
+        config(root, "data.crop_mix=[1.0, 0]")
+    with pytest.raises(ConfigError, match="shorter than two feature windows"):
+        config(root, "data.crop_mix=[1.0, 0.01]")
 
 
 def test_label_fraction_keeps_a_fixed_share_of_speakers(root):

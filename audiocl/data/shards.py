@@ -22,6 +22,7 @@ offset, size and key int64); the per-record path is the shard's name (17 + 8 byt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -38,19 +39,24 @@ from .corpus import Corpus, _Strings
 INDEX_NAME = "index.npz"
 LIST_NAME = "shards.json"
 INDEX_VERSION = 1
-AUDIO_FORMATS = ("flac", "wav")  # of the members; libsndfile decodes both from memory
+AUDIO_FORMATS = ("flac", "wav")  # of the members (16-bit WAV is sliced, not decoded)
 
 
 def _read_at(f, size: int, offset: int) -> bytes:
     """``size`` bytes of the open file ``f`` from ``offset`` (fewer at its end): positioned
     reads straight into the result, where a buffered file object copies every member through
     its buffer (1.3-1.5x slower from the page cache). Loops, as a read may return less."""
-    if not hasattr(os, "pread"):  # Windows
-        f.seek(offset)
-        return f.read(size)
+    if hasattr(os, "pread"):
+        read = functools.partial(os.pread, f.fileno())
+    else:  # Windows
+
+        def read(n: int, at: int) -> bytes:
+            f.seek(at)
+            return f.read(n)
+
     parts, got = [], 0
     while got < size:
-        part = os.pread(f.fileno(), size - got, offset + got)
+        part = read(size - got, offset + got)
         if not part:
             break
         parts.append(part)

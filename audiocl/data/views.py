@@ -271,6 +271,15 @@ class ViewBatches(torch.utils.data.IterableDataset):
             )
         return self._augment
 
+    def crop_samples(self, step: int) -> int:
+        """The global crops' length in samples at ``step``: ``crop_seconds``, or one of
+        ``crop_mix`` drawn from a generator of its own (the other draws stay as they were)."""
+        mix = self.cfg.crop_mix
+        if not mix:
+            return self.num_samples
+        k = int(np.random.default_rng([self.seed, 13, step]).integers(len(mix)))
+        return int(round(mix[k] * self.cfg.sample_rate))
+
     def read_crops(
         self,
         index: int,
@@ -337,8 +346,9 @@ class ViewBatches(torch.utils.data.IterableDataset):
         rng = np.random.default_rng([self.seed, 11, self.rank, step])
         views, local = self.cfg.views, self.cfg.local_views
         spread = self.cfg.disjoint_crops
+        length = self.crop_samples(step)
         crops = [
-            self.read_crops(int(i), rng, views, self.num_samples, spread, b)
+            self.read_crops(int(i), rng, views, length, spread, b)
             for i, b in zip(idx, blobs, strict=True)
         ]
         # local crops draw after the global ones, so a config without them keeps its batches

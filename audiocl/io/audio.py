@@ -95,7 +95,7 @@ def _wav_layout(head: bytes, file_size: int) -> _WavLayout | None:
         cid, size = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
         body = pos + 8
         if cid == b"fmt ":
-            if body + 16 > len(head):
+            if size < 16 or body + 16 > len(head):
                 return None
             tag, channels, rate, _, align, bits = struct.unpack_from("<HHIIHH", head, body)
             fmt = (tag, channels, rate, align, bits)
@@ -128,7 +128,7 @@ _PCM_DTYPES = {(1, 16): np.dtype("<i2"), (3, 32): np.dtype("<f4")}
 def _plain_pcm(w: _WavLayout | None) -> np.dtype | None:
     """The sample type of a WAV layout ``_read_pcm`` slices, or None (libsndfile decides):
     16-bit or float samples whose header agrees with itself (a frame is channels x sample)."""
-    if w is None or w.rate <= 0:
+    if w is None or w.rate <= 0 or w.frames <= 0 or w.channels > 1024:  # libsndfile's limit
         return None
     dtype = _PCM_DTYPES.get((w.tag, w.bits))
     return dtype if dtype is not None and w.align == w.channels * dtype.itemsize else None

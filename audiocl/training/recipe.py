@@ -68,6 +68,12 @@ def validate(cfg: Config) -> None:
                 f"data.sources[{i}]: a shards source is the only source of a run; shard the "
                 "corpora together (audiocl shard A.csv --out DIR, a CSV of both)"
             )
+    shortest = min([d.crop_seconds, *d.crop_mix])
+    if shortest * 1000 < cfg.features.win_ms * 2:  # a crop must make a few feature frames
+        raise ConfigError(
+            f"data.crop_mix / data.crop_seconds: a crop of {shortest} s is shorter than two "
+            f"feature windows ({cfg.features.win_ms} ms each)"
+        )
     check_choice("objective.embed_from", o.embed_from, ("student", "teacher"))
     check_choice("optim.name", cfg.optim.name, ("adam", "adamw", "sgd"))
     check_choice("optim.schedule", cfg.optim.schedule, ("cosine", "exponential", "constant"))
