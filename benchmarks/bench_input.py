@@ -352,9 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure"
     )
-    ap.add_argument(
-        "--child", choices=["index", "loader", "readers", "embed", "step"], help=argparse.SUPPRESS
-    )
+    ap.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)
     ap.add_argument("--kind", default="files", help=argparse.SUPPRESS)
     ap.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--augment", choices=AUGMENT, default="none", help=argparse.SUPPRESS)

@@ -135,12 +135,17 @@ def _plain_pcm(w: _WavLayout | None) -> np.dtype | None:
 
 
 def _read_pcm(
-    data: bytes, w: _WavLayout, name: str, start: float | None, duration: float | None
+    data: bytes,
+    w: _WavLayout,
+    dtype: np.dtype,
+    name: str,
+    start: float | None,
+    duration: float | None,
 ) -> tuple[np.ndarray, int, int]:
     """``_read_soundfile`` for 16-bit or float WAV bytes in memory: the span is sliced out of
     the buffer, not decoded (a 2 s crop of a WAV shard member costs a copy, where libsndfile's
-    virtual IO costs 20 Python callbacks). The same samples libsndfile gives."""
-    dtype = _plain_pcm(w)
+    virtual IO costs 20 Python callbacks). ``dtype``: ``_plain_pcm(w)``. The same samples
+    libsndfile gives."""
     first = 0 if start is None else int(round(start * w.rate))
     if first >= w.frames:
         raise AudioError(
@@ -314,9 +319,10 @@ def load_bytes(
             layout = _wav_layout(data[:4096], len(data))
         except ValueError as e:
             raise AudioError(name, str(e)) from None
-    if _plain_pcm(layout) is not None:
-        wave, rate, count = _read_pcm(data, layout, name, start, duration)
-        bounded = layout.tag == 1  # integer samples: finite and in [-1, 1) as read
+    dtype = _plain_pcm(layout)
+    if dtype is not None:
+        wave, rate, count = _read_pcm(data, layout, dtype, name, start, duration)
+        bounded = dtype.kind == "i"  # integer samples: finite and in [-1, 1) as read
         return _finish(name, wave, rate, count, True, start, min_duration, sample_rate, bounded)
     where = Path(name)
     try:
