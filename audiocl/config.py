@@ -174,6 +174,8 @@ class ModelConfig:
     kernel_sizes: list[int] = field(default_factory=lambda: [5, 3, 3, 3, 1])
     dilations: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 1])
     attention_channels: int = 128
+    # "ecapa_tdnn" too: channel groups of each Res2Net conv (8 in the paper; ``channels`` must
+    # divide by it)
     res2net_scale: int = 8
     se_channels: int = 128
     global_context: bool = True
@@ -558,6 +560,10 @@ def check(cfg: Config) -> None:
     ``audiocl.training.recipe.validate``."""
     _check_ranges(cfg)
     m = cfg.model
+    if m.encoder == "ecapa_tdnn" and m.channels % m.res2net_scale:
+        raise ConfigError(
+            f"model.channels ({m.channels}) must divide by model.res2net_scale ({m.res2net_scale})"
+        )
     if m.encoder == "ecapa_speechbrain":
         if not len(m.layer_channels) == len(m.kernel_sizes) == len(m.dilations) >= 3:
             raise ConfigError(

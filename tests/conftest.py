@@ -15,11 +15,13 @@ from audiocl.nn.encoders import build_encoder
 
 @pytest.fixture(scope="session")
 def make_tiny_model():
-    """``make(path, seed=0)``: a small untrained ECAPA (C=32, 40 mels, 16-dim) as a model file."""
+    """``make(path, seed=0)``: a small untrained ECAPA (C=32, 40 mels, 16-dim, Res2Net scale 2:
+    an ONNX export of scale 8's graph takes twice as long) as a model file."""
 
     def make(path, seed=0):
         cfg = Config()
         cfg.model.channels, cfg.model.embed_dim, cfg.features.n_mels = 32, 16, 40
+        cfg.model.res2net_scale = 2
         torch.manual_seed(seed)
         encoder = build_encoder(cfg.model, cfg.features.n_mels)
         state = encoder.state_dict()

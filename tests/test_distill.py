@@ -120,6 +120,7 @@ def teacher(tmp_path_factory, make_tiny_model):
 
 TINY = [
     "model.channels=48",
+    "model.res2net_scale=2",
     "model.embed_dim=24",
     "data.crop_seconds=0.5",
     "data.views=1",

@@ -292,6 +292,7 @@ class Checkpoints:
                 f"data.root={voices.parent}",
                 f"data.sources=[{{path: {voices.name}, labelled: true}}]",
                 "model.channels=32",
+                "model.res2net_scale=2",
                 "model.embed_dim=16",
                 "features.n_mels=40",
                 "data.num_workers=0",

@@ -39,6 +39,20 @@ def test_encoder_shapes_for_variable_lengths(name):
         assert torch.isfinite(model(torch.randn(2, 4, 40))).all()
 
 
+def test_ecapa_takes_its_res2net_scale_from_the_config():
+    from audiocl.config import Config, ConfigError, check
+
+    def convs(scale):
+        model = build_encoder(ModelConfig(channels=64, embed_dim=8, res2net_scale=scale), 40)
+        return len(model.layer2.res2.blocks), model(torch.randn(2, 30, 40)).shape
+
+    assert convs(8) == (7, (2, 8)) and convs(2) == (1, (2, 8))
+    cfg = Config()
+    cfg.model.channels, cfg.model.res2net_scale = 60, 8
+    with pytest.raises(ConfigError, match=r"model.channels \(60\) must divide by"):
+        check(cfg)
+
+
 def test_registry_unknown_name_lists_choices():
     with pytest.raises(ValueError) as err:
         build_encoder(ModelConfig(encoder="transformer"), n_mels=80)

@@ -168,6 +168,7 @@ def shard_config(root, *extra):
             f"data.root={root}",
             "data.sources=[{shards: sh}]",
             "model.channels=32",
+            "model.res2net_scale=2",
             "model.embed_dim=16",
             "objective.head_hidden=16",
             "objective.head_dim=8",

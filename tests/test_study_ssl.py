@@ -15,6 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "studies" / "study_ssl.py"
 SETS = ["librispeech-tc100", "arabic-commands", "fsdd", "speechocean762"]
 TINY = [
     "model.channels=32",
+    "model.res2net_scale=2",
     "model.embed_dim=16",
     "objective.head_hidden=32",
     "objective.head_dim=16",

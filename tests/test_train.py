@@ -21,6 +21,7 @@ from audiocl.training.trainer import Trainer, find_checkpoints
 
 TINY = [
     "model.channels=64",
+    "model.res2net_scale=2",  # of scale 8's seven convs a block, one: a faster step
     "model.embed_dim=32",
     "objective.head_hidden=32",
     "objective.head_dim=16",

@@ -4,8 +4,9 @@ The layout follows WeSpeaker's ``ECAPA_TDNN_GLOB_c512`` / ``_c1024`` so that the
 counts match its published figures (6.19M at C=512, 14.65M at C=1024, 80 mels, 192-dim):
 
 - layer 1: Conv1d(F -> C, k=5) -> ReLU -> BN
-- 3 x SE-Res2Net blocks (dilation 2, 3, 4): 1x1 conv block, Res2Net (scale 8, k=3) conv
-  blocks, 1x1 conv block, squeeze-excitation (bottleneck 128), residual connection
+- 3 x SE-Res2Net blocks (dilation 2, 3, 4): 1x1 conv block, Res2Net (k=3, scale
+  ``model.res2net_scale``: 8) conv blocks, 1x1 conv block, squeeze-excitation (bottleneck 128),
+  residual connection
 - multi-layer feature aggregation: concat of the 3 block outputs -> Conv1d(3C -> 1536, k=1) -> ReLU
 - attentive statistics pooling with global context (attention bottleneck 128) -> (B, 3072)
 - BN -> Linear(3072 -> D)
@@ -246,7 +247,9 @@ class EcapaTdnn(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, n_mels: int) -> EcapaTdnn:
-        return cls(n_mels=n_mels, channels=cfg.channels, embed_dim=cfg.embed_dim)
+        return cls(
+            n_mels=n_mels, channels=cfg.channels, embed_dim=cfg.embed_dim, scale=cfg.res2net_scale
+        )
 
     def forward(self, feats: Tensor) -> Tensor:
         """``(B, T, F)`` -> ``(B, embed_dim)``."""
