@@ -53,6 +53,11 @@ class StoreError(AudioclError):
     exit_code = 5
 
 
+class StoreArgumentError(StoreError):
+    """A store operation's own argument is invalid (a speaker name, an enrol mode, an embedding,
+    a count): the request is at fault, not the store's state."""
+
+
 class UnknownSpeakerError(StoreError):
     """The store has no speaker of that name."""
 

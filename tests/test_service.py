@@ -88,6 +88,12 @@ def test_enroll_verify_identify_and_manage(served, voices):
         n for n, _ in model.store(db).identify(str(f1[2]), top=2)
     ]
 
+    # a name already taken is a conflict with the store (409); an invalid name is a bad request
+    r = client.post("/api/speakers/bob/rename", data={"new": "alice"}, headers=AUTH)
+    assert r.status_code == 409 and "already exists" in r.json()["error"]
+    r = client.post("/api/speakers/bob/rename", data={"new": " bob"}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["exit_code"] == 5
+    assert "invalid speaker name" in r.json()["error"]
     r = client.post("/api/speakers/bob/rename", data={"new": "robert"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["speaker"]["name"] == "robert"
     assert client.delete("/api/speakers/robert", headers=AUTH).status_code == 200

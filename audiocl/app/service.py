@@ -4,8 +4,8 @@ It holds one :class:`~audiocl.app.api.Model` and one SQLite speaker store and ha
 its own: every endpoint decodes the uploads, calls the API and returns JSON. Errors are the
 library's (the same messages as the command line) as ``{"error": ..., "exit_code": ...}`` with a
 4xx status: bad audio or silence 422, an unknown speaker 404, a store holding another model's
-speakers 409, a bad argument 400, a missing or wrong token 401, a too large upload 413, an
-upload that stalls or trickles (slow loris) 408.
+speakers or a name already taken 409, a bad argument (an invalid speaker name too) 400, a missing
+or wrong token 401, a too large upload 413, an upload that stalls or trickles (slow loris) 408.
 
 Uploads never become paths on the server: each is copied to a temporary file whose name the
 server picks (only a known audio suffix of the client's file name is kept, for the decoder), in a
@@ -33,6 +33,7 @@ from ..errors import (
     ConfigError,
     DataError,
     ModelMismatchError,
+    StoreArgumentError,
     StoreError,
     UnknownSpeakerError,
 )
@@ -45,6 +46,7 @@ WEB_DIR = Path(__file__).parent / "web"
 STATUS = (
     (UnknownSpeakerError, 404),
     (ModelMismatchError, 409),
+    (StoreArgumentError, 400),  # a bad name or count: the request, not the store's state
     (StoreError, 409),
     (AudioError, 422),
     (DataError, 422),

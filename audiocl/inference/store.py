@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelMismatchError, StoreError, UnknownSpeakerError
+from ..errors import ModelMismatchError, StoreArgumentError, StoreError, UnknownSpeakerError
 
 STORE_FORMAT = "audiocl-store-1"
 ENROLL_MODES = ("add", "replace")
@@ -101,11 +101,13 @@ def _record(row) -> SpeakerRecord:
 
 def _check_name(name: str) -> str:
     if not isinstance(name, str) or not name or name != name.strip():
-        raise StoreError(
+        raise StoreArgumentError(
             f"invalid speaker name {name!r}: use a non-empty name without surrounding spaces"
         )
     if any(ord(ch) < 32 for ch in name):
-        raise StoreError(f"invalid speaker name {name!r}: control characters are not allowed")
+        raise StoreArgumentError(
+            f"invalid speaker name {name!r}: control characters are not allowed"
+        )
     return name
 
 
@@ -115,12 +117,14 @@ def _unit(emb, what: str) -> np.ndarray:
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise StoreError(f"{what}: expected embeddings of shape (N, D) or (D,), got {x.shape}")
+        raise StoreArgumentError(
+            f"{what}: expected embeddings of shape (N, D) or (D,), got {x.shape}"
+        )
     if not np.all(np.isfinite(x)):
-        raise StoreError(f"{what}: embedding contains NaN or Inf values")
+        raise StoreArgumentError(f"{what}: embedding contains NaN or Inf values")
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     if np.any(norm == 0):
-        raise StoreError(f"{what}: embedding is all zeros")
+        raise StoreArgumentError(f"{what}: embedding is all zeros")
     return x / norm
 
 
@@ -296,7 +300,9 @@ class SpeakerStore:
         """
         _check_name(name)
         if mode not in ENROLL_MODES:
-            raise StoreError(f"unknown enroll mode {mode!r}; choose from {', '.join(ENROLL_MODES)}")
+            raise StoreArgumentError(
+                f"unknown enroll mode {mode!r}; choose from {', '.join(ENROLL_MODES)}"
+            )
         model_id = self._require_model("enroll")
         x = _unit(embeddings, f"enroll {name!r}")
         files = [str(f) for f in files]
@@ -401,7 +407,7 @@ class SpeakerStore:
         """
         self._require_model("identify")
         if top < 1:
-            raise StoreError(f"top must be at least 1, got {top}")
+            raise StoreArgumentError(f"top must be at least 1, got {top}")
         v = _unit(emb, "identify")
         with self._tx(write=False) as conn:
             self._check_foreign(conn)
