@@ -250,6 +250,13 @@ def test_bad_audio_is_one_line_exit_3(env, capsys):
     assert code == 3 and "empty.wav" in err
 
 
+def test_a_refused_write_is_exit_6_not_a_verify_decision(env, capsys):
+    # exit 1 is verify's "different speakers": a system error must not read as a decision
+    (env["tmp"] / "afile").write_text("x")
+    code, _, err = run(capsys, "embed", wav(env, 0, 0), "--out", env["tmp"] / "afile" / "e.npz")
+    assert code == 6 and "afile" in err and len(err.strip().splitlines()) == 1
+
+
 def test_store_of_another_model_is_refused(env, capsys):
     run(capsys, "enroll", wav(env, 0, 0), "--name", "alice")
     other = env["other_model"]

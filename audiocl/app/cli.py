@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# not 1: verify's "different speakers" (a script must not read a full disk as a decision)
+OS_ERROR = 6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except AudioclError as e:
         return _fail(args, str(e), e.exit_code)
     except OSError as e:  # a folder that cannot be written, a full disk: the user's to fix
-        return _fail(args, str(e), 1)
+        return _fail(args, str(e), OS_ERROR)
     except KeyboardInterrupt:
         return _fail(args, "interrupted", 130)
 

@@ -15,7 +15,8 @@ print the cosine score (in [-1, 1]), the threshold with its source, and the deci
     + """
 
 Exit codes: 0 same speaker, 1 different speaker, 4 no decision (uncalibrated model and no
---threshold; the score is still printed), 2/3/5 as for every command (usage, audio, store).
+--threshold; the score is still printed), 2/3/5/6 as for every command (usage, audio, store,
+a write the system refused).
 """
 )
 
