@@ -192,7 +192,9 @@ class DistillConfig:
     read from the working directory). ``weight``: the term's weight in the objective sum (0 =
     off). ``loss``: "cosine" (regression, ``1 - cos``), "clip" (CLIP-style cross-entropy between
     student projections and teacher embeddings across the batch) or "both" (their sum).
-    ``temperature``: the CLIP loss's initial temperature (learned). ``cache``: where the teacher's
+    ``temperature``: the CLIP loss's initial temperature (learned). ``head_init``: the student ->
+    teacher projection starts "random" or as the "identity" (the student the teacher's size,
+    e.g. the teacher itself fine-tuned: train.init = the teacher). ``cache``: where the teacher's
     embeddings are kept, one file per teacher id and speed ("" = the user's embedding cache).
     """
 
@@ -200,6 +202,7 @@ class DistillConfig:
     weight: float = 0.0
     loss: str = "cosine"
     temperature: float = 0.07
+    head_init: str = "random"
     cache: str = ""
 
 
@@ -246,6 +249,11 @@ class ObjectiveConfig:
     aam_margin: float = 0.2
     margin_warmup_start: int = 0
     margin_warmup_steps: int = 0
+    # "random" (Xavier) or "teacher": each AAM class starts at the mean of the distillation
+    # teacher's embeddings of its utterances (weight imprinting), for fine-tuning the teacher
+    # itself (train.init = the teacher's file), whose encoder a random classifier would first
+    # pull towards random class centres
+    aam_init: str = "random"
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 

@@ -27,13 +27,21 @@ import json
 import tempfile
 from pathlib import Path
 
-ATTRIBUTION = (
-    "Trained on audio from the LibriSpeech ASR corpus (c) 2014 Vassil Panayotov, CC BY 4.0; "
-    "the Arabic Speech Commands dataset (Ghandoura, Hjabo, Al Dakkak, 2021), CC BY 4.0; and "
-    "speechocean762 (OpenSLR 101), (c) SpeechOcean / Junbo Zhang et al., CC BY 4.0. "
-    "https://creativecommons.org/licenses/by/4.0/ ; see docs/models.md."
-)
+# the credit each redistributable training set asks for (CC BY 4.0: attribution); a run on a
+# source not listed here is refused, since its model would go out without its data's credit
+CREDITS = {
+    "train/librispeech-tc100": "the LibriSpeech ASR corpus (c) 2014 Vassil Panayotov, CC BY 4.0",
+    "train/arabic-commands": (
+        "the Arabic Speech Commands dataset (Ghandoura, Hjabo, Al Dakkak, 2021), CC BY 4.0"
+    ),
+    "train/speechocean762": (
+        "speechocean762 (OpenSLR 101), (c) SpeechOcean / Junbo Zhang et al., CC BY 4.0"
+    ),
+    "train/speechcommands": "the Speech Commands dataset v0.02 (P. Warden, Google, 2018), CC BY 4.0",
+}
+CC_BY = "https://creativecommons.org/licenses/by/4.0/"
 LICENSE = "CC BY 4.0 (the model is a work derived from CC BY 4.0 data; attribution above)"
+ARCHITECTURES = {"ecapa_tdnn": "ECAPA-TDNN", "resnet34": "ResNet34", "ge2e": "GE2E LSTM"}
 MAX_MB = 15.0
 
 
@@ -185,6 +193,48 @@ def main(argv=None) -> int:
     return 0
 
 
+def upstream(cfg) -> list[tuple[str, dict]]:
+    """``(role, model file)`` of each pretrained model the run started from or learned from
+    that carries a licence (an imported model: GE2E, SpeechBrain, WeSpeaker)."""
+    from audiocl.modelfile import checkpoint
+
+    out: dict[str, tuple[str, dict]] = {}
+    distill = cfg.objective.distill
+    teacher = distill.teacher if distill.weight > 0 else ""
+    for role, path in (("fine-tuned from", cfg.train.init), ("distilled from", teacher)):
+        if not path:
+            continue
+        data = checkpoint.load(path)
+        if not data.get("license"):
+            continue
+        key = data.get("model_id") or str(path)
+        if key in out:  # the teacher fine-tuned with itself as its teacher
+            out[key] = (f"{out[key][0]} and {role}", data)
+        else:
+            out[key] = (role, data)
+    return list(out.values())
+
+
+def credits(cfg, members: list[dict]) -> tuple[str, str, str]:
+    """The packaged model's name, licence and attribution: its training sets' credits, and the
+    licence and attribution of every pretrained model it was fine-tuned or distilled from."""
+    missing = [s.path for s in cfg.data.sources if s.path not in CREDITS]
+    if missing:
+        raise SystemExit(f"no credit known for training source {missing[0]} (add it to CREDITS)")
+    sets = "; ".join(f"audio from {CREDITS[s.path]}" for s in cfg.data.sources)
+    attribution = f"Trained on {sets}. {CC_BY}"
+    licence = LICENSE
+    arch = ARCHITECTURES.get(cfg.model.encoder, cfg.model.encoder)
+    name = f"ensemble of {len(members)} {arch}" if len(members) > 1 else arch
+    for role, data in upstream(cfg):
+        what = data.get("name", "a pretrained model")
+        attribution += f" {role[0].upper()}{role[1:]} {what}: {data.get('attribution', '')}, {data['license']}."
+        if role.startswith("fine-tuned from"):
+            name += f", fine-tuned from {what}"
+            licence += f"; its initial weights: {data['license']}"
+    return f"audiocl starter ({name})", licence, attribution
+
+
 def package(data: dict, model_path: Path, cfg, work: Path) -> None:
     """Name, licence and attribution on a trained model, float16 if needed, written to ``work``."""
     from audiocl.modelfile import checkpoint
@@ -203,14 +253,8 @@ def package(data: dict, model_path: Path, cfg, work: Path) -> None:
         data["encoder"] = {
             k: v.half() if v.is_floating_point() else v for k, v in data["encoder"].items()
         }
-    data.update(
-        name="audiocl starter ("
-        + (f"ensemble of {len(members)} ECAPA-TDNN" if len(members) > 1 else "ECAPA-TDNN")
-        + ", real_cpu recipe without FSDD)",
-        license=LICENSE,
-        attribution=ATTRIBUTION,
-        calibration=None,
-    )
+    name, licence, attribution = credits(cfg, members)
+    data.update(name=name, license=licence, attribution=attribution, calibration=None)
     data["model_id"] = checkpoint.model_id(data["encoder"])
     checkpoint.save(work, data)
 

@@ -137,11 +137,13 @@ def test_saved_config_round_trips(tmp_path):
         "vox2_ecapa_simclr",
         "vox2_ecapa_moco",
         "vox2_ecapa_aam_simclr",
+        "distill_cpu",
+        "ge2e_finetune_cpu",
     ],
 )
 def test_shipped_configs_load(name):
     cfg = load_config(name)
-    assert cfg.model.encoder in ("ecapa_tdnn", "resnet34")
+    assert cfg.model.encoder in ("ecapa_tdnn", "resnet34", "ge2e")
 
 
 def test_speed_as_new_speaker_needs_speed_perturbation():

@@ -17,30 +17,25 @@ from audiocl.objectives.distill import Distill
 from audiocl.training.recipe import load_config
 from audiocl.training.stages import fit
 from audiocl.training.teacher import teacher_table
-from audiocl.training.trainer import read_metrics
-
-
-def _identity_distill(dim, loss="cosine"):
-    d = Distill(dim, dim, loss)
-    with torch.no_grad():
-        d.head.weight.copy_(torch.eye(dim))
-    return d
+from audiocl.training.trainer import Trainer, read_metrics
 
 
 def test_cosine_loss_is_zero_when_the_student_says_what_the_teacher_says():
     t = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
-    d = _identity_distill(8)
+    d = Distill(8, 8, "cosine", head_init="identity")
     loss, logs = d(torch.stack([t * 3, t]), t, torch.full((6,), -1))
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
     assert logs["distill_cos"] == pytest.approx(1.0, abs=1e-6)
     worse, _ = d(torch.stack([t.roll(1, 0), t]), t, torch.full((6,), -1))
     assert worse.item() > 0.1
+    with pytest.raises(ValueError, match="8-dim, the teacher's 4-dim"):
+        Distill(8, 4, head_init="identity")
 
 
 def test_clip_loss_prefers_the_right_pairing_and_masks_speakers_and_repeats():
     torch.manual_seed(0)
     t = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
-    d = _identity_distill(16, "clip")
+    d = Distill(16, 16, "clip", head_init="identity")
     unknown = torch.full((8,), -1)
     right, _ = d(t[None], t, unknown)
     wrong, _ = d(t.roll(1, 0)[None], t, unknown)
@@ -97,6 +92,9 @@ def test_distillation_alone_is_an_objective_and_needs_a_teacher():
         (["objective.distill.loss=mse"], "objective.distill.loss"),
         (["objective.distill.temperature=0"], "> 0"),
         (["objective.distill.teachr=t.pt"], "unknown config key objective.distill.teachr"),
+        (["objective.aam_init=mean"], "objective.aam_init"),
+        (["objective.distill.head_init=eye"], "objective.distill.head_init"),
+        (["objective.aam_init=teacher", "objective.aam_weight=1"], "needs .*distillation"),
     ],
 )
 def test_bad_distill_settings_are_config_errors(setting, message):
@@ -214,3 +212,58 @@ def test_distillation_beside_aam_under_two_gloo_processes(corpus, teacher, tmp_p
     _train_two_gloo_processes([cfg], tmp_path)
     last = read_metrics(tmp_path / "run0")[-1]
     assert "aam" in last and "distill" in last and "distill_logit_scale" in last
+
+
+def test_fine_tuning_the_teacher_starts_each_aam_class_at_its_teacher_mean(
+    corpus, teacher, tmp_path
+):
+    def trainer(*extra, out="run"):
+        cfg = distill_config(
+            corpus,
+            teacher,
+            tmp_path / "cache",
+            "objective.aam_weight=1",
+            "augment.speed_p=0.5",
+            "augment.speed_as_new_speaker=true",
+            *extra,
+            labelled=True,
+        )
+        return Trainer(cfg, tmp_path / out, quiet=True)
+
+    same_size = ["model.channels=32", "model.embed_dim=16", "features.n_mels=40"]
+    imprinted = trainer(*same_size, f"train.init={teacher}", "objective.aam_init=teacher")
+    randomly = trainer(*same_size, f"train.init={teacher}", out="random")
+    table, labels, n = imprinted.teacher, imprinted.data.labels, len(imprinted.data.speakers)
+    assert table.shape[1] == 3
+    # nearest class centre of each utterance's teacher embedding (at each speed copy)
+    rows = torch.from_numpy(table.astype(np.float32)).permute(1, 0, 2)  # (K, N, D)
+    want = torch.from_numpy(labels)[None] + torch.arange(3)[:, None] * n
+    for t in (imprinted, randomly):
+        w = torch.nn.functional.normalize(t.module.objective.aam.weight.detach(), dim=1)
+        t.accuracy = float(((rows @ w.t()).argmax(-1) == want).float().mean())
+    assert imprinted.accuracy > 3 * randomly.accuracy, (imprinted.accuracy, randomly.accuracy)
+    w = imprinted.module.objective.aam.weight.detach()
+    for c in (0, n + 1, 2 * n + 2):  # speaker c % n at speed copy c // n
+        mean = rows[c // n][torch.from_numpy(labels) == c % n].mean(0)
+        assert float(torch.nn.functional.cosine_similarity(w[c], mean, dim=0)) > 0.9999
+    with pytest.raises(ConfigError, match="aam_init: teacher: .* 16-dim, the student's 24-dim"):
+        trainer("objective.aam_init=teacher", out="wider")
+    with pytest.raises(ConfigError, match="head_init: identity: .* 16-dim, the student's 24"):
+        trainer("objective.distill.head_init=identity", out="wider")
+
+
+def test_fine_tuning_the_teacher_starts_its_distillation_head_as_the_identity(
+    corpus, teacher, tmp_path
+):
+    cfg = distill_config(
+        corpus,
+        teacher,
+        tmp_path / "cache",
+        "model.channels=32",
+        "model.embed_dim=16",
+        "features.n_mels=40",
+        f"train.init={teacher}",
+        "objective.distill.head_init=identity",
+    )
+    head = Trainer(cfg, tmp_path / "run", quiet=True).module.objective.distill.head.weight
+    assert torch.equal(head.detach(), torch.eye(16))

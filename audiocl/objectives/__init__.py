@@ -193,7 +193,9 @@ def build_objective(
         aam = AAMSoftmax(embed_dim, n_classes, cfg.aam_scale, cfg.aam_margin)
         schedule = MarginSchedule(cfg.aam_margin, cfg.margin_warmup_start, cfg.margin_warmup_steps)
     distill = (
-        Distill(embed_dim, teacher_dim, cfg.distill.loss, cfg.distill.temperature)
+        Distill(
+            embed_dim, teacher_dim, cfg.distill.loss, cfg.distill.temperature, cfg.distill.head_init
+        )
         if use_distill
         else None
     )

@@ -10,6 +10,28 @@ from torch import Tensor, nn
 
 from .common import no_autocast
 
+INITS = ("random", "teacher")  # objective.aam_init: Xavier, or imprinted by class_centres
+
+
+def class_centres(table, labels, n_speakers: int, chunk: int = 65536) -> tuple[Tensor, Tensor]:
+    """Imprinted AAM weights (Qi et al. 2018): ``table (N, K, D)`` embeddings (array or tensor,
+    read ``chunk`` utterances at a time) of ``N`` utterances at ``K`` speed copies, ``labels
+    (N,)`` speakers (-1 = unlabelled) -> ``(n_speakers * K, D)`` unit mean of each class's finite
+    rows (class ``s + k * n_speakers`` is speaker ``s`` at copy ``k``, as the batches number
+    them) and ``(n_speakers * K,)`` which classes had any row (the others are zero)."""
+    n, k, d = table.shape
+    sums = torch.zeros(n_speakers * k, d, dtype=torch.float64)
+    seen = torch.zeros(n_speakers * k, dtype=torch.bool)
+    copy = torch.arange(k)[None, :] * n_speakers
+    for a in range(0, n, chunk):
+        rows = torch.as_tensor(table[a : a + chunk]).double().reshape(-1, d)
+        lab = torch.as_tensor(labels[a : a + chunk])
+        cls = (lab.clamp_min(0)[:, None] + copy).reshape(-1)
+        ok = torch.isfinite(rows).all(dim=1) & (lab >= 0).repeat_interleave(k)
+        sums.index_add_(0, cls[ok], rows[ok])
+        seen[cls[ok]] = True
+    return F.normalize(sums, dim=1).float(), seen
+
 
 class AAMSoftmax(nn.Module):
     """Additive angular margin softmax (ArcFace): ``(B, D)`` embeddings, ``(B,)`` labels -> loss.

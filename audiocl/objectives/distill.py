@@ -28,6 +28,7 @@ from .common import no_autocast
 from .simclr import same_speaker_mask
 
 LOSSES = ("cosine", "clip", "both")
+HEAD_INITS = ("random", "identity")
 # two teacher rows this close are one utterance drawn twice in a batch (sampling with replacement)
 SAME_UTTERANCE_COS = 0.9999
 
@@ -54,18 +55,34 @@ class Distill(nn.Module):
     """``forward(emb (V, B, D), teacher (B, Dt), labels (B,)) -> (loss, logs)``.
 
     ``head``: a linear map ``D -> Dt`` without bias (a rotation-and-scale into the teacher's
-    space; the student's own cosine geometry is what the model file keeps). ``logs``:
+    space; the student's own cosine geometry is what the model file keeps), random or, when
+    the student is the teacher's size, the identity (``head_init``: fine-tuning the teacher
+    itself, whose cosine term then anchors each embedding to the teacher's from the first step).
+    ``logs``:
     ``distill_cos``, the mean cosine of the projected student views to their teacher rows.
     """
 
     def __init__(
-        self, embed_dim: int, teacher_dim: int, loss: str = "cosine", temperature: float = 0.07
+        self,
+        embed_dim: int,
+        teacher_dim: int,
+        loss: str = "cosine",
+        temperature: float = 0.07,
+        head_init: str = "random",
     ):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"distill loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.loss = loss
         self.head = nn.Linear(embed_dim, teacher_dim, bias=False)
+        if head_init == "identity":
+            if embed_dim != teacher_dim:
+                raise ValueError(
+                    f"distill head_init identity: the student's embeddings are {embed_dim}-dim, "
+                    f"the teacher's {teacher_dim}-dim"
+                )
+            with torch.no_grad():
+                self.head.weight.copy_(torch.eye(embed_dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
 
     def forward(self, emb: Tensor, teacher: Tensor, labels: Tensor) -> tuple[Tensor, dict]:

@@ -29,6 +29,8 @@ from ..errors import ConfigError
 from ..nn.encoders import ENCODERS
 from ..nn.features import FRONTENDS, WINDOWS
 from ..objectives import CONTRASTIVE
+from ..objectives.aam import INITS as AAM_INITS
+from ..objectives.distill import HEAD_INITS as DISTILL_HEAD_INITS
 from ..objectives.distill import LOSSES as DISTILL_LOSSES
 
 
@@ -99,12 +101,19 @@ def validate(cfg: Config) -> None:
         raise ConfigError("objective.contrastive is none but objective.contrastive_weight > 0")
     dl = o.distill
     check_choice("objective.distill.loss", dl.loss, DISTILL_LOSSES)
+    check_choice("objective.distill.head_init", dl.head_init, DISTILL_HEAD_INITS)
     if not (math.isfinite(dl.weight) and dl.weight >= 0):
         raise ConfigError(f"objective.distill.weight must be >= 0, got {dl.weight!r}")
     if not (math.isfinite(dl.temperature) and dl.temperature > 0):
         raise ConfigError(f"objective.distill.temperature must be > 0, got {dl.temperature!r}")
     if dl.weight > 0 and not dl.teacher:
         raise ConfigError("objective.distill.weight > 0 needs objective.distill.teacher, a model")
+    check_choice("objective.aam_init", o.aam_init, AAM_INITS)
+    if o.aam_init == "teacher" and not (dl.weight > 0 and o.aam_weight > 0):
+        raise ConfigError(
+            "objective.aam_init: teacher needs objective.aam_weight > 0 and a distillation "
+            "teacher (objective.distill.weight > 0)"
+        )
     if o.aam_weight == 0 and o.contrastive_weight == 0 and dl.weight == 0:
         raise ConfigError(
             "objective: aam_weight, contrastive_weight and distill.weight must not all be 0"

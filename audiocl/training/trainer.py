@@ -46,6 +46,7 @@ from ..modelfile import checkpoint
 from ..nn.encoders import build_encoder
 from ..nn.features import SpecAugment, build_frontend
 from ..objectives import build_objective
+from ..objectives.aam import class_centres
 from ..objectives.collapse import collapse_reason
 from .allocator import keep_freed_memory
 
@@ -257,6 +258,7 @@ class Trainer:
                 f" (first: {d.skipped[0][0]}: {d.skipped[0][1]})" if d.skipped else "",
             )
         self.teacher = self._teacher_table()
+        self._check_teacher_size()
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank and rerun
         init = None if (resume and existing) or not cfg.train.init else load_init(cfg)
         self.module = TrainModule(
@@ -267,6 +269,8 @@ class Trainer:
         ).to(self.device)
         if init:
             self._init_classifier(init)
+        if cfg.objective.aam_init == "teacher" and not (resume and existing):
+            self._imprint_classifier()
         if cfg.objective.aam_weight > 0 and not self.data.speakers:
             raise DataError("objective.aam_weight > 0 but no source is labelled")
         self.optimizer = make_optimizer(cfg, self.module.parameters())
@@ -315,6 +319,35 @@ class Trainer:
             aam.weight.copy_(weight)
         if self.rank == 0 and not self.quiet:
             log.info("AAM classifier from %s (%d classes)", self.cfg.train.init, len(weight))
+
+    def _check_teacher_size(self) -> None:
+        """What starts the student in the teacher's space needs the student the teacher's size."""
+        o = self.cfg.objective
+        uses = [
+            key
+            for key, on in (
+                ("objective.aam_init: teacher", o.aam_init == "teacher"),
+                ("objective.distill.head_init: identity", o.distill.head_init == "identity"),
+            )
+            if on
+        ]
+        if uses and self.teacher is not None and self.teacher.shape[-1] != self.cfg.model.embed_dim:
+            raise ConfigError(
+                f"{uses[0]}: the teacher's embeddings are {self.teacher.shape[-1]}-dim, the "
+                f"student's {self.cfg.model.embed_dim}-dim (model.embed_dim)"
+            )
+
+    def _imprint_classifier(self) -> None:
+        """``objective.aam_init: teacher``: each class starts at its utterances' mean teacher
+        embedding."""
+        aam = self.module.objective.aam
+        centres, seen = class_centres(self.teacher, self.data.labels, len(self.data.speakers))
+        with torch.no_grad():
+            aam.weight[seen] = centres[seen].to(aam.weight)
+        if self.rank == 0 and not self.quiet:
+            log.info(
+                "AAM classifier from the teacher: %d of %d classes", int(seen.sum()), len(seen)
+            )
 
     # -- checkpoints -------------------------------------------------------------------------
     def _restore(self, path: Path) -> None:
