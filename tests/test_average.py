@@ -50,6 +50,26 @@ def test_average_is_the_mean_of_the_weights_and_loads_as_a_model(tmp_path, make_
     assert emb.shape == (16,) and np.isclose(np.linalg.norm(emb), 1.0, atol=1e-5)
 
 
+def test_weighted_average_interpolates_a_model_and_its_fine_tuned_copy(
+    tmp_path, make_tiny_model, capsys
+):
+    a, b = make_tiny_model(tmp_path / "a.pt", seed=1), make_tiny_model(tmp_path / "b.pt", seed=2)
+    out = tmp_path / "wise.pt"
+    args = ["average", str(a), str(b), "--weights", "1", "3", "--out", str(out), "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["weights"] == [0.25, 0.75]
+    wa, wb, got = (checkpoint.load(p)["encoder"] for p in (a, b, out))
+    name = next(k for k, v in wa.items() if v.is_floating_point() and v.dim() == 3)
+    torch.testing.assert_close(got[name], 0.25 * wa[name] + 0.75 * wb[name])
+    assert [f["weight"] for f in checkpoint.load(out)["averaged_from"]] == [0.25, 0.75]
+    # the end points are the models themselves
+    only_b = checkpoint.average([a, b], [0.0, 1.0])
+    assert only_b["model_id"] == checkpoint.load(b)["model_id"]
+    for bad in (["1"], ["-1", "2"], ["0", "0"]):
+        assert main(["average", str(a), str(b), "--weights", *bad, "--out", str(out)]) == 2
+        assert "average weights" in capsys.readouterr().err
+
+
 def test_average_of_copies_is_the_same_model(tmp_path, make_tiny_model):
     a = make_tiny_model(tmp_path / "a.pt", seed=3)
     data = checkpoint.average([a, a, a])

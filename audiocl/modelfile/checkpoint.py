@@ -145,27 +145,33 @@ def _load_matching(paths: list[str | os.PathLike], what: str) -> list[dict[str, 
     return datas
 
 
-def average(paths: list[str | os.PathLike]) -> dict[str, Any]:
+def average(paths: list[str | os.PathLike], weights: list[float] | None = None) -> dict[str, Any]:
     """The model file whose encoder weights are the mean of those of ``paths`` (model files or
     training checkpoints of one architecture), as WeSpeaker averages its last checkpoints:
     snapshots of one run, or of runs that continue one another, lie in one basin, and their mean
-    often generalises better than each. Integer buffers (batch counts) come from the last file;
-    config, speakers, step, name and licence too. ``ModelError`` names a file that does not
-    match the first."""
+    often generalises better than each. ``weights`` (>= 0, scaled to sum 1; default equal) make
+    it a weighted mean, e.g. a pretrained model and its fine-tuned copy interpolated (WiSE-FT,
+    Wortsman et al. 2022: the fine-tuned gains with less of the pretrained breadth lost).
+    Integer buffers (batch counts) come from the last file; config, speakers, step, name and
+    licence too. ``ModelError`` names a file that does not match the first."""
+    from ..nn.ensemble import ensemble_weights
+
     datas = _load_matching(paths, "averaging")
+    w = ensemble_weights(weights, len(paths), "average weights")
     last = datas[-1]
     state = {}
     for name, t in last["encoder"].items():
         if t.is_floating_point():
-            total = sum(d["encoder"][name].double() for d in datas)
-            state[name] = (total / len(datas)).to(t.dtype)
+            total = sum(wi * d["encoder"][name].double() for wi, d in zip(w, datas, strict=True))
+            state[name] = total.to(t.dtype)
         else:
             state[name] = t
     out = make_model_file(state, last["config"], last.get("step", 0), last.get("speakers"))
     # an imported or packaged model's provenance and licence travel with its weights
     out.update({k: last[k] for k in PROVENANCE if k in last})
     out["averaged_from"] = [
-        {"file": str(p), "step": int(d.get("step", 0))} for p, d in zip(paths, datas, strict=True)
+        {"file": str(p), "step": int(d.get("step", 0)), "weight": wi}
+        for p, d, wi in zip(paths, datas, w, strict=True)
     ]
     return out
 

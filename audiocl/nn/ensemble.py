@@ -25,15 +25,17 @@ from ..errors import ConfigError
 MIXED = "mixed"
 
 
-def ensemble_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+def ensemble_weights(
+    weights: Sequence[float] | None, n: int, what: str = "ensemble weights"
+) -> list[float]:
     """``n`` fusion weights, each >= 0, scaled to sum to 1; ``None``: equal weights."""
     if weights is None:
         return [1.0 / n] * n
     w = [float(x) for x in weights]
     if len(w) != n:
-        raise ConfigError(f"ensemble weights: {len(w)} given for {n} members")
+        raise ConfigError(f"{what}: {len(w)} given for {n} files")
     if not all(math.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
-        raise ConfigError(f"ensemble weights must be >= 0 and not all 0, got {w}")
+        raise ConfigError(f"{what} must be >= 0 and not all 0, got {w}")
     return [x / sum(w) for x in w]
 
 
