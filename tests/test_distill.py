@@ -10,7 +10,7 @@ import torch
 from audiocl.config import Config
 from audiocl.data.synth import synthesize_corpus
 from audiocl.data.views import ViewBatches, open_training_data
-from audiocl.errors import ConfigError
+from audiocl.errors import ConfigError, DataError
 from audiocl.inference.embed import Embedder
 from audiocl.objectives import build_objective
 from audiocl.objectives.distill import Distill
@@ -248,6 +248,16 @@ def test_fine_tuning_the_teacher_starts_each_aam_class_at_its_teacher_mean(
         assert float(torch.nn.functional.cosine_similarity(w[c], mean, dim=0)) > 0.9999
     with pytest.raises(ConfigError, match="aam_init: teacher: .* 16-dim, the student's 24-dim"):
         trainer("objective.aam_init=teacher", out="wider")
+    unlabelled = distill_config(
+        corpus,
+        teacher,
+        tmp_path / "cache",
+        *same_size,
+        "objective.aam_weight=1",
+        "objective.aam_init=teacher",
+    )
+    with pytest.raises(DataError, match="no source is labelled"):
+        Trainer(unlabelled, tmp_path / "unlabelled", quiet=True)
     with pytest.raises(ConfigError, match="head_init: identity: .* 16-dim, the student's 24"):
         trainer("objective.distill.head_init=identity", out="wider")
 

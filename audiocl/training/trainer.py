@@ -269,10 +269,10 @@ class Trainer:
         ).to(self.device)
         if init:
             self._init_classifier(init)
-        if cfg.objective.aam_init == "teacher" and not (resume and existing):
-            self._imprint_classifier()
         if cfg.objective.aam_weight > 0 and not self.data.speakers:
             raise DataError("objective.aam_weight > 0 but no source is labelled")
+        if cfg.objective.aam_init == "teacher" and not (resume and existing):
+            self._imprint_classifier()
         self.optimizer = make_optimizer(cfg, self.module.parameters())
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
         self.step, self.elapsed, self.best = 0, 0.0, math.inf
