@@ -249,9 +249,9 @@ class ObjectiveConfig:
     aam_margin: float = 0.2
     margin_warmup_start: int = 0
     margin_warmup_steps: int = 0
-    # "random" (Xavier) or "teacher": each AAM class starts at the mean of the distillation
-    # teacher's embeddings of its utterances (weight imprinting), for fine-tuning the teacher
-    # itself (train.init = the teacher's file), whose encoder a random classifier would first
+    # "random" (Xavier), "teacher" or "init": each AAM class starts at the mean of the
+    # distillation teacher's (or the train.init model's) embeddings of its utterances (weight
+    # imprinting), for fine-tuning a pretrained encoder, which a random classifier would first
     # pull towards random class centres
     aam_init: str = "random"
     distill: DistillConfig = field(default_factory=DistillConfig)

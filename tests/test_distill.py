@@ -94,6 +94,7 @@ def test_distillation_alone_is_an_objective_and_needs_a_teacher():
         (["objective.distill.teachr=t.pt"], "unknown config key objective.distill.teachr"),
         (["objective.aam_init=mean"], "objective.aam_init"),
         (["objective.distill.head_init=eye"], "objective.distill.head_init"),
+        (["objective.aam_init=init", "objective.aam_weight=1"], "needs .*train.init"),
         (["objective.aam_init=teacher", "objective.aam_weight=1"], "needs .*distillation"),
     ],
 )
@@ -246,6 +247,11 @@ def test_fine_tuning_the_teacher_starts_each_aam_class_at_its_teacher_mean(
     for c in (0, n + 1, 2 * n + 2):  # speaker c % n at speed copy c // n
         mean = rows[c // n][torch.from_numpy(labels) == c % n].mean(0)
         assert float(torch.nn.functional.cosine_similarity(w[c], mean, dim=0)) > 0.9999
+    # the model the run starts from, embedded like a teacher: here the same file, the same start
+    by_init = trainer(*same_size, f"train.init={teacher}", "objective.aam_init=init", out="init")
+    torch.testing.assert_close(
+        by_init.module.objective.aam.weight, imprinted.module.objective.aam.weight
+    )
     with pytest.raises(ConfigError, match="aam_init: teacher: .* 16-dim, the student's 24-dim"):
         trainer("objective.aam_init=teacher", out="wider")
     unlabelled = distill_config(

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from .common import no_autocast
 
-INITS = ("random", "teacher")  # objective.aam_init: Xavier, or imprinted by class_centres
+# objective.aam_init: Xavier, or imprinted by class_centres from the teacher or the initial model
+INITS = ("random", "teacher", "init")
 
 
 def class_centres(table, labels, n_speakers: int, chunk: int = 65536) -> tuple[Tensor, Tensor]:

@@ -114,6 +114,11 @@ def validate(cfg: Config) -> None:
             "objective.aam_init: teacher needs objective.aam_weight > 0 and a distillation "
             "teacher (objective.distill.weight > 0)"
         )
+    if o.aam_init == "init" and not (cfg.train.init and o.aam_weight > 0):
+        raise ConfigError(
+            "objective.aam_init: init needs objective.aam_weight > 0 and train.init (the model "
+            "whose embeddings start the classes)"
+        )
     if o.aam_weight == 0 and o.contrastive_weight == 0 and dl.weight == 0:
         raise ConfigError(
             "objective: aam_weight, contrastive_weight and distill.weight must not all be 0"

@@ -271,7 +271,7 @@ class Trainer:
             self._init_classifier(init)
         if cfg.objective.aam_weight > 0 and not self.data.speakers:
             raise DataError("objective.aam_weight > 0 but no source is labelled")
-        if cfg.objective.aam_init == "teacher" and not (resume and existing):
+        if cfg.objective.aam_init != "random" and not (resume and existing):
             self._imprint_classifier()
         self.optimizer = make_optimizer(cfg, self.module.parameters())
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
@@ -290,17 +290,26 @@ class Trainer:
         amp = cfg.train.amp
         self.amp = self.device.type == "cuda" and amp in ("auto", "bf16") or amp == "bf16"
 
-    def _teacher_table(self):
-        """The distillation teacher's ``(N, K, Dt)`` embeddings (None without distillation):
-        rank 0 embeds what its cache lacks, then every rank reads the cache."""
-        if self.cfg.objective.distill.weight <= 0:
+    def _teacher_table(self, path: str | None = None):
+        """The distillation teacher's ``(N, K, Dt)`` embeddings (None without distillation), or
+        those of the model file ``path``: rank 0 embeds what its cache lacks, then every rank
+        reads the cache."""
+        cfg = self.cfg
+        if path is None and cfg.objective.distill.weight <= 0:
             return None
         from .teacher import teacher_table
 
+        if path is not None:
+            cfg = dataclasses.replace(
+                cfg,
+                objective=dataclasses.replace(
+                    cfg.objective, distill=dataclasses.replace(cfg.objective.distill, teacher=path)
+                ),
+            )
         if dist.is_initialized() and self.rank != 0:
             dist.barrier()  # rank 0 fills the cache first
-            return teacher_table(self.cfg, self.data.corpus, True, shards=self.data.shards)
-        table = teacher_table(self.cfg, self.data.corpus, self.quiet, shards=self.data.shards)
+            return teacher_table(cfg, self.data.corpus, True, shards=self.data.shards)
+        table = teacher_table(cfg, self.data.corpus, self.quiet, shards=self.data.shards)
         if dist.is_initialized():
             dist.barrier()
         return table
@@ -338,15 +347,21 @@ class Trainer:
             )
 
     def _imprint_classifier(self) -> None:
-        """``objective.aam_init: teacher``: each class starts at its utterances' mean teacher
-        embedding."""
+        """``objective.aam_init``: each class starts at its utterances' mean embedding by the
+        distillation teacher ("teacher") or by the model the run starts from ("init", embedded
+        once and cached like a teacher)."""
         aam = self.module.objective.aam
-        centres, seen = class_centres(self.teacher, self.data.labels, len(self.data.speakers))
+        init = self.cfg.objective.aam_init == "init"
+        table = self._teacher_table(self.cfg.train.init) if init else self.teacher
+        centres, seen = class_centres(table, self.data.labels, len(self.data.speakers))
         with torch.no_grad():
             aam.weight[seen] = centres[seen].to(aam.weight)
         if self.rank == 0 and not self.quiet:
             log.info(
-                "AAM classifier from the teacher: %d of %d classes", int(seen.sum()), len(seen)
+                "AAM classifier from the %s: %d of %d classes",
+                "initial model" if init else "teacher",
+                int(seen.sum()),
+                len(seen),
             )
 
     # -- checkpoints -------------------------------------------------------------------------
