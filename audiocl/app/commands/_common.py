@@ -109,6 +109,18 @@ def add_model_files(p) -> None:
     add_json(p)
 
 
+def add_weights(p, what: str = "weight") -> None:
+    """--weights: one per FILE of ``add_model_files`` (average, ensemble)."""
+    p.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help=f"one {what} per FILE, >= 0 (scaled to sum to 1; default: equal)",
+    )
+
+
 def add_json(p) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
 

@@ -26,14 +26,7 @@ does not become the default model: name it with --model.
 
 def add_arguments(p):
     _common.add_model_files(p)
-    p.add_argument(
-        "--weights",
-        type=float,
-        nargs="+",
-        default=None,
-        metavar="W",
-        help="one weight per FILE, >= 0 (scaled to sum to 1; default: equal)",
-    )
+    _common.add_weights(p)
 
 
 def run(args) -> int:
@@ -41,9 +34,12 @@ def run(args) -> int:
 
     data = checkpoint.average(args.files, args.weights)
     checkpoint.save(args.out, data)
-    weights = [f["weight"] for f in data["averaged_from"]]
-    info = {"out": args.out, "model_id": data["model_id"], "averaged_from": args.files}
-    info["weights"] = weights
+    info = {
+        "out": args.out,
+        "model_id": data["model_id"],
+        "averaged_from": args.files,
+        "weights": [f["weight"] for f in data["averaged_from"]],
+    }
     if args.json:
         _common.print_json(info)
     else:

@@ -29,14 +29,7 @@ not its members (audiocl adapt).
 
 def add_arguments(p):
     _common.add_model_files(p)
-    p.add_argument(
-        "--weights",
-        type=float,
-        nargs="+",
-        default=None,
-        metavar="W",
-        help="one fusion weight per FILE, >= 0 (scaled to sum to 1; default: equal)",
-    )
+    _common.add_weights(p, "fusion weight")
     p.add_argument(
         "--fit-weights",
         metavar="TRIALS",
