@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     print(" " * width, *(f"{n[:22]:>22s}" for n in names))
     for name, per in results.items():
         print(f"{name:{width}s}", *(f"{100 * v['eer']:21.2f}%" for v in per.values()))
-    print(json.dumps({"model": args.model, "train_utterances": len(labelled), "eer": results}))
+    print(json.dumps({"model": args.model, "train_utterances": len(labelled), "results": results}))
     return 0
 
 
