@@ -127,6 +127,11 @@ class AugmentConfig:
     speed_as_new_speaker: bool = False
     gain_p: float = 0.5
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    # a lossy channel, as Common Voice, browser and phone recordings have: an MP3 round trip at
+    # a VBR compression level drawn in codec_levels (0 best .. 0.99 smallest: about 56 .. 16
+    # kbit/s for 16 kHz speech; augment.Codec)
+    codec_p: float = 0.0
+    codec_levels: list[float] = field(default_factory=lambda: [0.3, 0.95])
     # augment each batch on the training device (the GPU) instead of in the loader workers,
     # which then only decode and crop; babble then mixes in the batch's other utterances
     on_device: bool = False
@@ -448,6 +453,8 @@ RANGES = {
         "speed_p": "[0, 1]",
         "speeds": "> 0",
         "gain_p": "[0, 1]",
+        "codec_p": "[0, 1]",
+        "codec_levels": "[0, 1]",
     },
     "features": {
         "n_mels": ">= 1",
@@ -529,7 +536,15 @@ RANGES = {
 }
 # (low, high) pairs: two items, low <= high
 PAIRS = {
-    "augment": ("snr_db", "babble_speakers", "babble_snr_db", "rt60", "speeds", "gain_db"),
+    "augment": (
+        "snr_db",
+        "babble_speakers",
+        "babble_snr_db",
+        "rt60",
+        "speeds",
+        "gain_db",
+        "codec_levels",
+    ),
 }
 
 

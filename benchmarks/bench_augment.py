@@ -91,6 +91,7 @@ def main() -> None:
         (f"reverb ({'files' if real_rir else 'simulated'})", rir, batch),
         ("reverb (simulated)", A.Reverb(None, p=1.0), batch),
         ("speed 0.9/1.1", A.SpeedPerturb(p=1.0), batch),
+        ("MP3 codec (CPU, one row at a time)", A.Codec(p=1.0), batch),
         ("random crop 3 s -> 2 s", crop, long_batch),
         (
             "full chain, p=1: crop+speed+reverb+noise+gain",

@@ -45,6 +45,7 @@ def all_augs():
         A.Babble(babble_source, p=1.0),
         A.Reverb(None, p=1.0),
         A.SpeedPerturb(p=1.0),
+        A.Codec(p=1.0),
     ]
 
 
@@ -270,6 +271,37 @@ def test_build_augment(tmp_path, speech):
     assert chain.augmentations[0].bank is not None
     with pytest.raises(ConfigError):
         A.build_augment(AugmentConfig(snr_db=[10.0, 0.0]), tmp_path, SR)
+
+
+def band_db(x: torch.Tensor, low: float, high: float) -> float:
+    """Share of ``x``'s power between ``low`` and ``high`` Hz, dB."""
+    power = torch.fft.rfft(x.double()).abs() ** 2
+    f = torch.fft.rfftfreq(x.shape[-1], 1 / SR)
+    return float(10 * torch.log10(power[(f >= low) & (f < high)].sum() / power.sum()))
+
+
+def test_codec_band_limits_and_keeps_alignment():
+    x = torch.from_numpy(
+        synthesize_utterance(
+            synth_voice_params(np.random.default_rng(1)), np.random.default_rng(1), 2.0, SR
+        )
+    )
+    x = (x + 0.01 * torch.randn(len(x), generator=gen())).float()[None]  # energy up to 8 kHz
+    best = A.Codec(levels=(0.0, 0.0), p=1.0)(x, gen())
+    worst = A.Codec(levels=(0.99, 0.99), p=1.0)(x, gen())
+    assert band_db(x[0], 7600, 8000) > -40
+    assert band_db(worst[0], 7600, 8000) < band_db(x[0], 7600, 8000) - 20
+    # aligned: the error is far under the signal at lag 0, and smaller at the better level
+    err = [float(((y - x) ** 2).sum() / (x**2).sum()) for y in (best, worst)]
+    assert err[0] < err[1] < 0.3
+    with pytest.raises(ConfigError, match="codec_levels"):
+        A.Codec(levels=(0.5, 1.0))
+
+
+def test_build_augment_puts_the_codec_before_gain(tmp_path):
+    cfg = AugmentConfig(codec_p=0.5, speed_p=0, reverb_p=0, noise_p=0)
+    names = [type(a).__name__ for a in A.build_augment(cfg, tmp_path, SR).augmentations]
+    assert names == ["Codec", "Gain"]
 
 
 def test_rejects_non_batch():
