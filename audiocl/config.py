@@ -128,7 +128,7 @@ class AugmentConfig:
     gain_p: float = 0.5
     gain_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
     # a lossy channel, as Common Voice, browser and phone recordings have: an MP3 round trip at
-    # a VBR compression level drawn in codec_levels (0 best .. 0.99 smallest: about 56 .. 16
+    # a VBR compression level drawn in codec_levels (0 best .. 0.99 smallest: about 56 .. 18
     # kbit/s for 16 kHz speech; augment.Codec)
     codec_p: float = 0.0
     codec_levels: list[float] = field(default_factory=lambda: [0.3, 0.95])

@@ -296,6 +296,8 @@ def test_codec_band_limits_and_keeps_alignment():
     assert err[0] < err[1] < 0.3
     with pytest.raises(ConfigError, match="codec_levels"):
         A.Codec(levels=(0.5, 1.0))
+    with pytest.raises(ConfigError, match="44000 Hz"):
+        A.Codec(sample_rate=44000)
 
 
 def test_build_augment_puts_the_codec_before_gain(tmp_path):

@@ -234,16 +234,17 @@ class Gain(Augmentation):
         return wave * torch.pow(10.0, db / 20.0)[:, None].to(wave.dtype)
 
 
-# libsndfile refuses a compression level of 1.0 for MP3
+# libsndfile refuses a compression level of 1.0 for MP3, and MPEG audio has these rates only
 MAX_CODEC_LEVEL = 0.99
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 class Codec(Augmentation):
     """An MP3 round trip (libsndfile's LAME encoder and mpg123 decoder, through soundfile) of
     each chosen example at a VBR compression level drawn uniformly in ``levels`` (0 best .. 0.99
-    smallest; 56 .. 16 kbit/s for 16 kHz speech): the band limit near 7.5 kHz and the smeared
+    smallest; 56 .. 18 kbit/s for 16 kHz speech): the band limit near 7.5 kHz and the smeared
     highs of Common Voice or browser recordings. The decoded signal is aligned with the input
-    (no encoder delay left) and keeps its length. About 10 ms of one core per 2 s example."""
+    (no encoder delay left) and keeps its length. About 12 ms of one core per 2 s example."""
 
     def __init__(self, levels: Sequence[float] = (0.3, 0.95), p: float = 0.5, sample_rate=16000):
         import soundfile as sf
@@ -251,6 +252,8 @@ class Codec(Augmentation):
         self.levels, self.p, self.sample_rate = _pair(levels, "codec_levels"), p, sample_rate
         if not 0.0 <= self.levels[0] <= self.levels[1] <= MAX_CODEC_LEVEL:
             raise ConfigError(f"augment.codec_levels must lie in [0, {MAX_CODEC_LEVEL}]")
+        if sample_rate not in MP3_RATES:
+            raise ConfigError(f"augment.codec_p: MP3 has no {sample_rate} Hz mode")
         if "MP3" not in sf.available_formats():
             raise ConfigError(
                 "augment.codec_p > 0 needs MP3 support in libsndfile (soundfile >= 0.12 with "
