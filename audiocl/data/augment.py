@@ -250,7 +250,7 @@ class Codec(Augmentation):
         import soundfile as sf
 
         self.levels, self.p, self.sample_rate = _pair(levels, "codec_levels"), p, sample_rate
-        if not 0.0 <= self.levels[0] <= self.levels[1] <= MAX_CODEC_LEVEL:
+        if self.levels[0] < 0.0 or self.levels[1] > MAX_CODEC_LEVEL:  # _pair checked the order
             raise ConfigError(f"augment.codec_levels must lie in [0, {MAX_CODEC_LEVEL}]")
         if sample_rate not in MP3_RATES:
             raise ConfigError(f"augment.codec_p: MP3 has no {sample_rate} Hz mode")

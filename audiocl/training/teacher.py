@@ -64,15 +64,20 @@ def teacher_table(
     quiet: bool = False,
     group_seconds: float = 300.0,
     shards: ShardSet | None = None,
+    model: str | None = None,
 ) -> np.ndarray:
     """``(N, K, Dt)`` float16 teacher embeddings of ``corpus``'s utterances (see the module);
     with ``shards`` (whose corpus ``corpus`` is) the audio is read from the tars, each front to
-    back."""
+    back. ``model``: embed with ``train.init``'s model file instead of the distillation teacher
+    (``objective.aam_init: init``), cached the same way."""
     d = cfg.objective.distill
-    teacher = load_teacher(d.teacher, cfg.train.device if cfg.train.device == "cuda" else "cpu")
+    path, what = (
+        (d.teacher, "objective.distill.teacher") if model is None else (model, "train.init")
+    )
+    teacher = load_teacher(path, cfg.train.device if cfg.train.device == "cuda" else "cpu")
     if teacher.sample_rate != cfg.data.sample_rate:
         raise ConfigError(
-            f"objective.distill.teacher: {d.teacher} runs at {teacher.sample_rate} Hz, the "
+            f"{what}: {path} runs at {teacher.sample_rate} Hz, the "
             f"training data at {cfg.data.sample_rate} Hz"
         )
     speeds = teacher_speeds(cfg)
@@ -89,7 +94,7 @@ def teacher_table(
     if todo and not quiet:
         log.info(
             "teacher %s: embedding %d of %d training utterances at %d speed(s)",
-            d.teacher,
+            path,
             len(todo),
             len(keys),
             len(speeds),
@@ -133,7 +138,7 @@ def teacher_table(
         cache.save()
     dim = next((c.get(k).shape[0] for c in caches for k in keys if c.get(k) is not None), 0)
     if dim == 0:
-        raise ConfigError(f"objective.distill.teacher: {d.teacher} embedded no training file")
+        raise ConfigError(f"{what}: {path} embedded no training file")
     table = np.full((len(keys), len(speeds), dim), np.nan, dtype=np.float16)
     for k, cache in enumerate(caches):
         for i, key in enumerate(keys):

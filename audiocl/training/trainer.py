@@ -290,26 +290,19 @@ class Trainer:
         amp = cfg.train.amp
         self.amp = self.device.type == "cuda" and amp in ("auto", "bf16") or amp == "bf16"
 
-    def _teacher_table(self, path: str | None = None):
+    def _teacher_table(self, model: str | None = None):
         """The distillation teacher's ``(N, K, Dt)`` embeddings (None without distillation), or
-        those of the model file ``path``: rank 0 embeds what its cache lacks, then every rank
+        those of the model file ``model``: rank 0 embeds what its cache lacks, then every rank
         reads the cache."""
-        cfg = self.cfg
-        if path is None and cfg.objective.distill.weight <= 0:
+        if model is None and self.cfg.objective.distill.weight <= 0:
             return None
         from .teacher import teacher_table
 
-        if path is not None:
-            cfg = dataclasses.replace(
-                cfg,
-                objective=dataclasses.replace(
-                    cfg.objective, distill=dataclasses.replace(cfg.objective.distill, teacher=path)
-                ),
-            )
+        cfg, corpus, shards = self.cfg, self.data.corpus, self.data.shards
         if dist.is_initialized() and self.rank != 0:
             dist.barrier()  # rank 0 fills the cache first
-            return teacher_table(cfg, self.data.corpus, True, shards=self.data.shards)
-        table = teacher_table(cfg, self.data.corpus, self.quiet, shards=self.data.shards)
+            return teacher_table(cfg, corpus, True, shards=shards, model=model)
+        table = teacher_table(cfg, corpus, self.quiet, shards=shards, model=model)
         if dist.is_initialized():
             dist.barrier()
         return table
